@@ -1,0 +1,307 @@
+"""Typed run configuration: one ``RunConfig``, YAML presets shipped in the package, ``--set`` overrides.
+
+Sections follow the five stages (data, model, train, sample, evaluate) plus ``resources`` and
+``output``: scaling a run from a laptop to a cluster changes only ``resources`` and ``output``.
+The ``model`` section is family specific: each recipe registers a ``ModelConfig`` subclass with
+:func:`register_model_config`, and validation dispatches on ``model.family``.
+Unknown keys and wrong types raise :class:`ConfigError` naming the key, the value and the nearest
+valid name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+
+from pipeline.errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class DataConfig(Section):
+    """Where the data comes from and how it is turned into model-ready tensors."""
+
+    source: str = Field("digits", description="digits | idx:DIR | hf:NAME[:CONFIG] | imagefolder:DIR | "
+                        "parquet:PATH | disk:PATH | toy:ring8 | toy:grid25")
+    scale: Literal["symmetric", "unit"] = Field(
+        "symmetric", description="pixel range: symmetric = [-1, 1] (GANs, EBMs), unit = [0, 1]")
+    binarize: Literal["none", "threshold", "stochastic"] = Field(
+        "none", description="binarise to {0,1} for Bernoulli models (implies unit scale)")
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="threshold for binarize=threshold")
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="test split size when the source has none")
+    seed: int = Field(0, description="seed of the split, stochastic binarisation and toy data")
+    image_size: int | None = Field(None, gt=0, description="resize images to this square size")
+    resize: Literal["refuse", "bilinear", "nearest"] = Field(
+        "refuse", description="what to do with images whose size differs from image_size/the first image")
+    channels: Literal["keep", "gray", "rgb"] = "keep"
+    limit: int | None = Field(None, gt=0, description="keep only the first N training examples (quick runs)")
+    toy_samples: int = Field(10_000, gt=0, description="number of points for toy: sources")
+    dir: str | None = Field(None, description="prepared-data directory (default: <output.root>/data/<key>)")
+
+
+class ModelConfig(Section):
+    """Base of the family-specific model sections. ``family`` selects the recipe."""
+
+    family: str = "rbm"
+    registry: ClassVar[dict[str, type[ModelConfig]]] = {}
+
+
+def register_model_config(family: str):
+    """Class decorator: make ``cls`` the model section for ``family``."""
+
+    def wrap(cls: type[ModelConfig]) -> type[ModelConfig]:
+        ModelConfig.registry[family] = cls
+        return cls
+
+    return wrap
+
+
+class TrainConfig(Section):
+    """What the engine owns: epochs, global batch, optimiser, precision, checkpoints."""
+
+    epochs: int = Field(10, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="stop after this many optimiser steps in total")
+    batch_size: int = Field(100, gt=0, description="global batch size, split across workers")
+    optimizer: Literal["sgd", "adam", "rmsprop"] = "sgd"
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm")
+    grad_accum_steps: int = Field(1, gt=0)
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="auto = bf16 on GPUs, fp32 on CPUs")
+    seed: int = 0
+    checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")
+    keep_checkpoints: int = Field(3, gt=0)
+    log_every: int = Field(50, gt=0, description="steps between progress reports")
+    eval_examples: int = Field(1000, gt=0, description="examples used for per-epoch metrics")
+
+
+class SampleConfig(Section):
+    """The sampling stage: many chains in parallel across Ray workers."""
+
+    chains: int = Field(200, gt=0)
+    steps: int = Field(200, gt=0)
+    burn_in: int = Field(50, ge=0)
+    thin: int = Field(10, gt=0)
+    workers: int = Field(1, gt=0)
+    chains_per_block: int = Field(50, gt=0, description="chains that share one seeded random stream")
+    seed: int = 0
+    sampler: str | None = Field(None, description="sampler name; default: the family's own")
+    diagnostics: bool = True
+
+
+class EvaluateConfig(Section):
+    """The evaluation stage: sample-quality metrics and likelihoods."""
+
+    metrics: list[str] = Field(default_factory=lambda: ["fid", "kid", "is"])
+    feature: str = Field("domain", description="inception | torchscript:PATH | domain")
+    num_samples: int = Field(1000, gt=1)
+    inception_weights: str | None = Field(None, description="path of the FID Inception weights file")
+    likelihood: Literal["auto", "exact", "ais", "none"] = "auto"
+    ais_runs: int = Field(100, gt=1)
+    ais_schedule: str = Field("salakhutdinov2008", description="salakhutdinov2008 | linear:N")
+    workers: int = Field(1, gt=0)
+    seed: int = 0
+
+
+class ResourcesConfig(Section):
+    """What changes between a laptop and a cluster (with ``output.storage``)."""
+
+    num_workers: int = Field(1, ge=0, description="Ray Train workers; 0 runs in-process (tests)")
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(1.0, ge=0)
+    ray_address: str | None = Field(None, description="join this Ray cluster (else RAY_ADDRESS, else local)")
+    max_failures: int = Field(2, ge=0, description="worker-group restarts allowed per run")
+
+
+class OutputConfig(Section):
+    """Where results go. ``storage`` may be any URI Ray Train accepts (s3://...)."""
+
+    root: str = "runs"
+    run_name: str | None = Field(None, description="default: the preset name")
+    storage: str | None = Field(None, description="Ray Train storage_path; default: <root> (absolute)")
+
+
+class RunConfig(Section):
+    """Everything one run needs, from data source to output location."""
+
+    name: str = "custom"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: SerializeAsAny[ModelConfig] = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _dispatch_family(cls, value: Any) -> Any:
+        if isinstance(value, ModelConfig):
+            value = value.model_dump()
+        if not isinstance(value, dict):
+            return value
+        _load_families()
+        family = value.get("family", "rbm")
+        target = ModelConfig.registry.get(family)
+        if target is None:
+            raise ValueError(_unknown("model.family", family, ModelConfig.registry))
+        return target.model_validate(value)
+
+    @property
+    def run_name(self) -> str:
+        return self.output.run_name or self.name
+
+    @property
+    def run_dir(self) -> Path:
+        """Local directory of this run's outputs (config, model, samples, report)."""
+        return Path(self.output.root).expanduser().resolve() / self.run_name
+
+    def fingerprint(self, *sections: str) -> str:
+        """A short hash of the given sections (all when none), for caching and run identity."""
+        dump = self.model_dump(mode="json")
+        picked = {s: dump[s] for s in sections} if sections else dump
+        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:12]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _load_families() -> None:
+    """Import the recipes so that their model sections are registered."""
+    import pipeline.recipes  # noqa: F401  (registers ModelConfig subclasses)
+
+
+def _unknown(key: str, value: Any, choices: Any) -> str:
+    names = sorted(choices)
+    near = difflib.get_close_matches(str(value), names, n=1)
+    hint = f"did you mean '{near[0]}'?" if near else f"valid: {', '.join(names)}"
+    return f"{key} = {value!r} is not known; {hint}"
+
+
+# --------------------------------------------------------------------------- presets and overrides
+
+PRESET_PACKAGE = "pipeline.presets"
+
+
+def list_presets() -> dict[str, str]:
+    """Preset name -> its one-line description (the YAML's ``description`` key)."""
+    out = {}
+    for entry in sorted(resources.files(PRESET_PACKAGE).iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".yaml"):
+            raw = yaml.safe_load(entry.read_text()) or {}
+            out[entry.name[:-5]] = raw.get("description", "")
+    return out
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    """The raw dictionary of a preset (without its ``description``)."""
+    presets = list_presets()
+    if name not in presets:
+        raise ConfigError(_unknown("preset", name, presets) + " (list them with `boltzgan presets`)")
+    raw = yaml.safe_load(resources.files(PRESET_PACKAGE).joinpath(f"{name}.yaml").read_text()) or {}
+    raw.pop("description", None)
+    raw.setdefault("name", name)
+    return raw
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``'train.epochs=3'`` -> (['train', 'epochs'], 3). Values are parsed as YAML scalars/lists."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r} is not of the form section.key=value (e.g. train.epochs=3)")
+    key, raw = item.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"--set {item!r} has an empty key; use section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with every ``section.key=value`` applied."""
+    out = json.loads(json.dumps(raw))
+    for item in overrides:
+        path, value = parse_override(item)
+        node = out
+        for part in path[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {item!r}: '{part}' is a value, not a section")
+            node = nxt
+        node[path[-1]] = value
+    return out
+
+
+def load_config(preset: str | None = None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> RunConfig:
+    """Build a validated RunConfig from a preset (or ``base``) plus ``--set`` overrides."""
+    raw = preset_dict(preset) if preset else dict(base or {})
+    raw = apply_overrides(raw, overrides or [])
+    return validate_config(raw)
+
+
+def validate_config(raw: dict[str, Any]) -> RunConfig:
+    """Validate a raw dict, turning pydantic's report into one readable ConfigError."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, raw)) from None
+
+
+def load_config_file(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load a RunConfig saved as YAML (a run directory's ``config.yaml``)."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    return validate_config(apply_overrides(raw, overrides or []))
+
+
+def describe_validation_error(exc: ValidationError, raw: dict[str, Any]) -> str:
+    """One line per problem: the dotted key, the bad value, and the fix (nearest valid name)."""
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+        key = ".".join(loc) or "config"
+        value = err.get("input")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"config: unknown key '{key}' (value {value!r}); {_nearest_field(loc, raw)}")
+        elif err["type"] == "value_error":
+            lines.append(f"config: {err['msg'].removeprefix('Value error, ')}")
+        else:
+            lines.append(f"config: {key} = {value!r} is invalid: {err['msg']}")
+    return "\n".join(lines)
+
+
+def _nearest_field(loc: list[str], raw: dict[str, Any]) -> str:
+    """Suggest the valid key nearest to the unknown last element of ``loc``."""
+    model: type[BaseModel] = RunConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        if field is None:
+            break
+        ann = field.annotation
+        if part == "model":
+            family = (raw.get("model") or {}).get("family", "rbm")
+            ann = ModelConfig.registry.get(family, ModelConfig)
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else model
+    names = list(model.model_fields)
+    near = difflib.get_close_matches(loc[-1], names, n=1, cutoff=0.5)
+    prefix = ".".join(loc[:-1])
+    if near:
+        return f"did you mean '{prefix + '.' if prefix else ''}{near[0]}'?"
+    return f"valid keys here: {', '.join(names)}"

@@ -1,0 +1,432 @@
+"""The distributed training engine: Ray Train's ``TorchTrainer`` outside, Accelerate inside.
+
+The driver (:func:`train`) validates resources, starts or joins Ray, launches the worker group and
+relays progress; each worker runs :func:`worker_loop`, which builds an ``Accelerator`` and drives
+the family's recipe. Everything here is family agnostic: a new family never changes this file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline import artifacts
+from pipeline.checkpoints import MODEL_FILE, latest_valid, list_checkpoints, verify, write_manifest
+from pipeline.config import RunConfig, load_config_file, validate_config
+from pipeline.data import PreparedData, load_prepared, open_split
+from pipeline.errors import TrainingDiverged, UserError
+from pipeline.recipes.base import Batch, Recipe, recipe_class
+from pipeline.sharding import local_batches, num_batches
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+# Config sections a resumed run may change (the rest defines the model being trained).
+RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.log_every", "train.checkpoint_every",
+                     "train.keep_checkpoints", "resources", "output", "sample", "evaluate", "name"}
+
+
+@dataclass
+class TrainResult:
+    """What the train stage hands to the next stages (paths and a few numbers)."""
+
+    run_dir: str
+    model_path: str
+    checkpoint: str | None
+    epochs: int
+    steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    resumed: bool = False
+    skipped: bool = False
+
+
+# ====================================================================================== driver
+
+def train(cfg: RunConfig, data: PreparedData, resume: bool = False,
+          progress: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train ``cfg`` on ``data``; with ``resume`` continue the run's latest valid checkpoint.
+
+    A finished run asked to resume returns at once (``skipped``), which makes the stage idempotent
+    for orchestrators that re-run a flow after a crash.
+    """
+    run_dir = cfg.run_dir
+    resumed = _prepare_run_dir(cfg, data, resume)
+    state = _read_state(run_dir)
+    if resumed and state and state.get("epoch", 0) >= cfg.train.epochs and (run_dir / MODEL_FILE).exists():
+        return TrainResult(str(run_dir), str(run_dir / MODEL_FILE), state.get("checkpoint"),
+                           state["epoch"], state["step"], state.get("metrics", {}), True, True)
+
+    from pipeline.ray_utils import check_resources, ensure_ray
+
+    ensure_ray(cfg.resources.ray_address)
+    res = cfg.resources
+    if res.num_workers > 0:
+        check_resources(res.num_workers, res.cpus_per_worker, res.gpus_per_worker if res.use_gpu else 0.0)
+    board = _progress_board()
+    trainer = _make_trainer(cfg, data, resumed, board)
+    outcome: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=_fit(trainer)), daemon=True)
+    thread.start()
+    last: dict[str, Any] = {}
+    while thread.is_alive():
+        thread.join(timeout=0.5)
+        last = _relay(board, run_dir, progress) or last
+    last = _relay(board, run_dir, progress) or last
+    result = outcome.get("result")
+    if isinstance(result, BaseException):
+        raise result
+    diverged = last.get("diverged") or _board_flag(board, "diverged")
+    if diverged:
+        raise TrainingDiverged(diverged)
+    return _finish(cfg, result)
+
+
+def _fit(trainer: Any) -> Any:
+    try:
+        return trainer.fit()
+    except BaseException as exc:  # surfaced in the driver thread
+        return exc
+
+
+def _make_trainer(cfg: RunConfig, data: PreparedData, resume: bool, board: Any) -> Any:
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig as RayRunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    res = cfg.resources
+    per_worker = {"CPU": res.cpus_per_worker}
+    if res.use_gpu:
+        per_worker["GPU"] = res.gpus_per_worker
+    scaling = ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu, resources_per_worker=per_worker)
+    run_config = RayRunConfig(
+        name=cfg.run_name,
+        storage_path=storage_of(cfg),
+        failure_config=FailureConfig(max_failures=res.max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
+    )
+    loop_config = {"cfg": cfg.model_dump(mode="json"), "data_path": data.path, "resume": resume,
+                   "board": board, "storage": storage_of(cfg)}
+    return TorchTrainer(worker_loop, train_loop_config=loop_config, scaling_config=scaling, run_config=run_config)
+
+
+def storage_of(cfg: RunConfig) -> str:
+    """Ray Train storage path: ``output.storage`` or the absolute output root."""
+    return cfg.output.storage or str(Path(cfg.output.root).expanduser().resolve())
+
+
+def _prepare_run_dir(cfg: RunConfig, data: PreparedData, resume: bool) -> bool:
+    """Write config.yaml/data.json; refuse to overwrite another run. Returns True when resuming."""
+    run_dir = cfg.run_dir
+    cfg_path = run_dir / "config.yaml"
+    if cfg_path.exists():
+        if not resume:
+            raise UserError(
+                f"output: run directory {run_dir} already holds a run of '{cfg.run_name}'. Pass --resume to "
+                f"continue it, or --set output.run_name=NEW (or output.root=DIR) to start another; "
+                f"nothing was changed.")
+        _check_compatible(load_config_file(cfg_path), cfg)
+        artifacts.write_text(cfg_path, cfg.to_yaml())
+        return True
+    run_dir.mkdir(parents=True, exist_ok=True)
+    artifacts.write_text(cfg_path, cfg.to_yaml())
+    artifacts.write_json(run_dir / "data.json", {"path": data.path, "meta": data.meta.model_dump(mode="json")})
+    return False
+
+
+def _check_compatible(old: RunConfig, new: RunConfig) -> None:
+    """A resumed run may extend training, not change what is being trained."""
+    diffs = [k for k in _flat_diff(old.model_dump(mode="json"), new.model_dump(mode="json"))
+             if not any(k == c or k.startswith(c + ".") for c in RESUMABLE_CHANGES)]
+    if diffs:
+        raise UserError(
+            f"--resume: the run in {new.run_dir} was trained with different settings for "
+            f"{', '.join(diffs)}; resume with the same values, or start a new run with "
+            f"--set output.run_name=NEW.")
+
+
+def _flat_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _flat_diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _read_state(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / STATE_FILE
+    return artifacts.read_json(path) if path.exists() else None
+
+
+def _finish(cfg: RunConfig, result: Any) -> TrainResult:
+    """Verify the final checkpoint and export its model.pt to the run directory."""
+    if result is not None and getattr(result, "error", None):
+        raise result.error
+    found = latest_valid(list_checkpoints(storage_of(cfg), cfg.run_name))
+    if found is None:
+        raise UserError(f"train: no valid checkpoint was written under {storage_of(cfg)}/{cfg.run_name}")
+    local, manifest = found
+    run_dir = cfg.run_dir
+    model_src = local / MODEL_FILE
+    with artifacts.atomic_path(run_dir / MODEL_FILE) as tmp:
+        tmp.write_bytes(model_src.read_bytes())
+    metrics = manifest.get("metrics", {})
+    state = {"epoch": manifest["epoch"], "step": manifest["step"], "checkpoint": str(local), "metrics": metrics}
+    artifacts.write_json(run_dir / STATE_FILE, state)
+    return TrainResult(str(run_dir), str(run_dir / MODEL_FILE), str(local), manifest["epoch"], manifest["step"],
+                       metrics, resumed=False)
+
+
+# ====================================================================================== progress
+
+def _progress_board() -> Any:
+    """A tiny Ray actor that workers push events to and the driver drains."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class ProgressBoard:
+        def __init__(self) -> None:
+            self.events: list[dict[str, Any]] = []
+            self.flags: dict[str, Any] = {}
+
+        def push(self, event: dict[str, Any]) -> None:
+            self.events.append(event)
+            if event.get("kind") == "diverged":
+                self.flags["diverged"] = event["message"]
+
+        def drain(self) -> list[dict[str, Any]]:
+            out, self.events = self.events, []
+            return out
+
+        def flag(self, name: str) -> Any:
+            return self.flags.get(name)
+
+    return ProgressBoard.remote()
+
+
+def _relay(board: Any, run_dir: Path, progress: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+    """Drain worker events: epochs go to metrics.jsonl, everything to the progress callback."""
+    import ray
+
+    last: dict[str, Any] = {}
+    for event in ray.get(board.drain.remote()):
+        if event.get("kind") == "epoch":
+            artifacts.append_jsonl(run_dir / "metrics.jsonl", event["metrics"] | {"epoch": event["epoch"],
+                                                                               "step": event["step"]})
+        if event.get("kind") == "diverged":
+            last["diverged"] = event["message"]
+        if progress is not None:
+            progress(event)
+    return last
+
+
+def _board_flag(board: Any, name: str) -> Any:
+    import ray
+
+    return ray.get(board.flag.remote(name))
+
+
+# ====================================================================================== worker
+
+@dataclass
+class _Context:
+    """Per-worker facts derived once at start-up."""
+
+    cfg: RunConfig
+    rank: int
+    world: int
+    n_train: int
+    steps_per_epoch: int
+    total_steps: int
+
+
+def worker_loop(config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker (or in-process when num_workers=0)."""
+    import ray.train
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    cfg = validate_config(config["cfg"])
+    data = load_prepared(config["data_path"])
+    board = config["board"]
+    accelerator = Accelerator(mixed_precision=_precision(cfg), gradient_accumulation_steps=cfg.train.grad_accum_steps,
+                              cpu=not cfg.resources.use_gpu)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    train_x, _ = open_split(data.path, "train")
+    test_x, _ = open_split(data.path, "test")
+    set_seed(cfg.train.seed)  # identical initialisation on every rank
+    recipe = recipe_class(cfg.model.family)(cfg, data.data_shape())
+    if hasattr(recipe, "init_from_data"):
+        recipe.init_from_data(torch.from_numpy(np.asarray(train_x)))
+    recipe.setup(accelerator)
+
+    n = train_x.shape[0]
+    per_epoch = num_batches(n, cfg.train.batch_size, world)
+    total = per_epoch * cfg.train.epochs
+    if cfg.train.max_steps:
+        total = min(total, cfg.train.max_steps)
+    ctx = _Context(cfg, rank, world, n, per_epoch, total)
+    epoch, step = _restore(accelerator, cfg, config, rank)
+    eval_train = torch.from_numpy(np.array(train_x[: cfg.train.eval_examples]))
+    eval_test = torch.from_numpy(np.array(test_x[: cfg.train.eval_examples]))
+    restarts = 0
+    while step < total:
+        try:
+            epoch_metrics, step = _run_epoch(recipe, accelerator, ctx, train_x, epoch, step, board)
+        except TrainingDiverged as exc:
+            restarts += 1
+            resumed = _recover(recipe, accelerator, cfg, config, rank, restarts, str(exc), board)
+            if resumed is None:
+                return  # reported to the driver, which raises; a raise here would make Ray retry
+            epoch, step = resumed
+            continue
+        epoch += 1
+        if rank == 0:
+            with torch.no_grad():
+                epoch_metrics |= {k: float(v) for k, v in recipe.epoch_metrics(
+                    _to(eval_train, recipe, accelerator), _to(eval_test, recipe, accelerator)).items()}
+        checkpointing = epoch % cfg.train.checkpoint_every == 0 or step >= total
+        _report(recipe, accelerator, epoch, step, epoch_metrics, checkpointing, board, ctx)
+
+
+def _to(x: torch.Tensor, recipe: Recipe, accelerator: Any) -> torch.Tensor:
+    return x.reshape(-1, *recipe.data.shape).to(accelerator.device)
+
+
+def _precision(cfg: RunConfig) -> str:
+    mp = cfg.train.mixed_precision
+    if mp == "auto":
+        return "bf16" if cfg.resources.use_gpu else "no"
+    return mp
+
+
+def _run_epoch(recipe: Recipe, accelerator: Any, ctx: _Context, train_x: np.ndarray, epoch: int, step: int,
+               board: Any) -> tuple[dict[str, float], int]:
+    """One pass over this worker's shard; returns the epoch's mean step metrics and the new step."""
+    cfg = ctx.cfg
+    torch.manual_seed(hash((cfg.train.seed, ctx.rank, epoch)) % (2**63))
+    start = step - epoch * ctx.steps_per_epoch
+    sums: dict[str, float] = {}
+    count = 0
+    modules = list(getattr(recipe, "wrapped", recipe.modules).values())
+    for lb in local_batches(ctx.n_train, cfg.train.batch_size, ctx.world, ctx.rank, cfg.train.seed, epoch, start):
+        x = torch.from_numpy(np.asarray(train_x[lb.indices])).reshape(-1, *recipe.data.shape).to(accelerator.device)
+        batch = Batch(x=x, y=None, weight=lb.weight, step=step, epoch=epoch)
+        try:
+            with accelerator.accumulate(*modules):
+                metrics = recipe.train_step(batch)
+            problem = _nonfinite(metrics)
+        except TrainingDiverged as exc:  # raised by a recipe's own guard, after its optimiser step
+            metrics, problem = {}, str(exc)
+        _agree(problem, step, epoch, accelerator, ctx)
+        step += 1
+        for k, v in metrics.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        count += 1
+        if ctx.rank == 0 and (step % cfg.train.log_every == 0 or step == ctx.total_steps):
+            board.push.remote({"kind": "step", "step": step, "total": ctx.total_steps, "epoch": epoch,
+                               "metrics": {k: float(v) for k, v in metrics.items()}})
+        if step >= ctx.total_steps:
+            break
+    return {k: v / max(count, 1) for k, v in sums.items()}, step
+
+
+def _nonfinite(metrics: dict[str, float]) -> str | None:
+    bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(float(v))]
+    return ", ".join(bad) if bad else None
+
+
+def _agree(problem: str | None, step: int, epoch: int, accelerator: Any, ctx: _Context) -> None:
+    """Stop all workers together when any worker diverged (one tiny all-reduce per step).
+
+    Recipes must raise TrainingDiverged only *after* their backward/step, never between a DDP
+    forward and backward, or the other workers would wait in the gradient all-reduce forever.
+    """
+    flag = torch.tensor([1.0 if problem else 0.0], device=accelerator.device)
+    if ctx.world > 1:
+        flag = accelerator.reduce(flag, reduction="sum")
+    if flag.item() > 0:
+        raise TrainingDiverged(f"training diverged at step {step} (epoch {epoch}): "
+                               f"{problem or 'a non-finite loss on another worker'}")
+
+
+def _restore(accelerator: Any, cfg: RunConfig, config: dict[str, Any], rank: int) -> tuple[int, int]:
+    """(epoch, step) to start from: the latest valid checkpoint when restarting or resuming."""
+    import ray.train
+
+    restarting = ray.train.get_checkpoint() is not None
+    if not (restarting or config["resume"]):
+        return 0, 0
+    found = latest_valid(list_checkpoints(config["storage"], cfg.run_name))
+    if found is None:
+        return 0, 0
+    local, manifest = found
+    accelerator.load_state(str(local / "accelerate"))
+    return manifest["epoch"], manifest["step"]
+
+
+def _recover(recipe: Recipe, accelerator: Any, cfg: RunConfig, config: dict[str, Any], rank: int,
+             attempt: int, message: str, board: Any) -> tuple[int, int] | None:
+    """Divergence guard: restore the last good checkpoint and let the recipe adapt (returns the
+    (epoch, step) to continue from), or report the divergence and return None."""
+    hook = getattr(recipe, "on_divergence_restart", None)
+    limit = getattr(cfg.model, "guard_max_restarts", 0)
+    found = latest_valid(list_checkpoints(config["storage"], cfg.run_name))
+    where = str(found[0]) if found else "none (no checkpoint was written yet)"
+    if hook is None or attempt > limit or found is None:
+        full = f"{message}; last good checkpoint: {where}"
+        if hook is not None:
+            full += f"; gave up after {attempt - 1} restart(s) with lowered learning rates"
+        if rank == 0:
+            ray_get_push(board, {"kind": "diverged", "message": full})
+        return None
+    local, manifest = found
+    accelerator.load_state(str(local / "accelerate"))
+    hook(attempt)
+    if rank == 0:
+        board.push.remote({"kind": "restart", "message": f"{message}; restored {where} (attempt {attempt})"})
+    return manifest["epoch"], manifest["step"]
+
+
+def ray_get_push(board: Any, event: dict[str, Any]) -> None:
+    """Push and wait, for events the driver must see before the worker exits."""
+    import ray
+
+    ray.get(board.push.remote(event))
+
+
+def _report(recipe: Recipe, accelerator: Any, epoch: int, step: int, metrics: dict[str, float],
+            checkpointing: bool, board: Any, ctx: _Context) -> None:
+    """Checkpoint (rank 0 writes, all ranks report) and publish the epoch's metrics."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory(prefix="boltzgan-ckpt-") as tmp:
+        ckpt = None
+        if checkpointing:
+            accelerator.wait_for_everyone()
+            accelerator.save_state(str(Path(tmp) / "accelerate"))
+            if ctx.rank == 0:
+                _export_model(recipe, accelerator, Path(tmp), epoch, step)
+                write_manifest(Path(tmp), epoch, step, {"metrics": metrics})
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
+        if ctx.rank == 0:
+            board.push.remote({"kind": "epoch", "epoch": epoch, "step": step, "total": ctx.total_steps,
+                               "metrics": metrics, "checkpoint": checkpointing})
+        ray.train.report({"epoch": epoch, "step": step, **metrics}, checkpoint=ckpt)
+
+
+def _export_model(recipe: Recipe, accelerator: Any, ckpt_dir: Path, epoch: int, step: int) -> None:
+    """model.pt: everything :func:`pipeline.trained.load_trained` needs, without Accelerate."""
+    modules = {name: accelerator.unwrap_model(m).state_dict() for name, m in recipe.wrapped.items()}
+    torch.save({"family": recipe.family, "config": recipe.cfg.model_dump(mode="json"),
+                "data_shape": asdict(recipe.data), "modules": modules, "state": recipe.state_dict(),
+                "epoch": epoch, "step": step, "saved_at": time.time()}, ckpt_dir / MODEL_FILE)

@@ -1,0 +1,23 @@
+"""Errors a user can fix: the CLI prints them as one paragraph, without a traceback."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input or environment: the message names the field, the value and the fix."""
+
+
+class ConfigError(UserError):
+    """A RunConfig key or value is invalid."""
+
+
+class DataError(UserError):
+    """A data source cannot be prepared (missing, corrupt, empty, offline...)."""
+
+
+class ResourceError(UserError):
+    """The cluster cannot place what the configuration asks for."""
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN/inf or the energy scale blew up beyond recovery."""

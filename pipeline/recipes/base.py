@@ -1,0 +1,185 @@
+"""The recipe interface: everything a model family tells the training engine, nothing more.
+
+A family implements ``build_modules``, ``train_step`` and ``sampler`` (and usually
+``epoch_metrics``); the engine (``pipeline.engine``) owns devices, DDP through Accelerate, data
+sharding, gradient accumulation, precision, seeding, metric reporting, checkpoints and resume.
+
+Rule for DDP: a loss must be computed by *calling* a prepared module (``self.net("model")(x)``),
+never one of its methods, because DistributedDataParallel synchronises gradients only through
+``forward``. Energy models therefore return per-example (free) energies from ``forward``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from models.samplers.base import Sampler
+from pipeline.config import ModelConfig, RunConfig, TrainConfig
+
+RECIPES: dict[str, type[Recipe]] = {}
+
+
+def register_recipe(cls: type[Recipe]) -> type[Recipe]:
+    """Class decorator: make ``cls`` the recipe of ``cls.family``."""
+    RECIPES[cls.family] = cls
+    return cls
+
+
+def recipe_class(family: str) -> type[Recipe]:
+    import pipeline.recipes  # noqa: F401  (registers every family)
+
+    if family not in RECIPES:
+        raise KeyError(f"no recipe for model.family={family!r}; known: {', '.join(sorted(RECIPES))}")
+    return RECIPES[family]
+
+
+@dataclass
+class Batch:
+    """One worker's share of a global batch.
+
+    ``weight`` = local_size * world_size / global_size: multiplying a per-worker *mean* loss by it
+    makes DDP's gradient average equal the gradient of the global-batch mean, even when the last
+    batch of an epoch does not split evenly.
+    """
+
+    x: Tensor
+    y: Tensor | None
+    weight: float
+    step: int
+    epoch: int
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a recipe needs to know of the prepared data to size its networks."""
+
+    shape: tuple[int, ...]
+    value_range: tuple[float, float]
+    binary: bool
+    num_classes: int | None = None
+
+    @property
+    def dim(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+class Recipe(ABC):
+    """One model family's training procedure (see the module docstring)."""
+
+    family: ClassVar[str]
+    config_cls: ClassVar[type[ModelConfig]]
+
+    def __init__(self, cfg: RunConfig, data: DataShape):
+        self.cfg = cfg
+        self.mcfg: Any = cfg.model
+        self.data = data
+        self.modules: dict[str, nn.Module] = self.build_modules()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.accelerator: Any = None
+        self.device = torch.device("cpu")
+
+    # ------------------------------------------------------------------ what a family defines
+    @abstractmethod
+    def build_modules(self) -> dict[str, nn.Module]:
+        """The family's networks, freshly initialised on the CPU (seeded by the engine)."""
+
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Default: one optimiser named after each module, from the ``train`` section."""
+        return {name: make_optimizer(m.parameters(), self.cfg.train) for name, m in self.modules.items()
+                if any(p.requires_grad for p in m.parameters())}
+
+    @abstractmethod
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        """One optimisation step on a batch; returns scalar metrics (already .item()-ed)."""
+
+    def epoch_metrics(self, train_x: Tensor, test_x: Tensor) -> dict[str, float]:
+        """Per-epoch metrics on small held-out slices (rank 0, unwrapped modules, no grad)."""
+        return {}
+
+    @abstractmethod
+    def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
+        """The model and sampler the sampling stage runs chains with (``name`` picks a variant)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Training state beyond module/optimiser parameters (persistent chains, buffers, EMA)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    def after_setup(self) -> None:
+        """Hook run once modules are on their device (e.g. allocate persistent chains)."""
+
+    # ------------------------------------------------------------------ provided by the engine
+    def setup(self, accelerator: Any) -> None:
+        """Place modules/optimisers with Accelerate (DDP when several workers)."""
+        self.accelerator = accelerator
+        self.device = accelerator.device
+        self.optimizers = self.build_optimizers()
+        names = list(self.modules)
+        opt_names = list(self.optimizers)
+        prepared = accelerator.prepare(*[self.modules[n] for n in names],
+                                       *[self.optimizers[n] for n in opt_names])
+        if not isinstance(prepared, (tuple, list)):
+            prepared = (prepared,)
+        self.wrapped = dict(zip(names, prepared[: len(names)]))
+        self.optimizers = dict(zip(opt_names, prepared[len(names):]))
+        accelerator.register_for_checkpointing(_ExtraState(self))
+        self.after_setup()
+
+    def net(self, name: str) -> nn.Module:
+        """The module to call in a loss (DDP-wrapped when distributed)."""
+        wrapped = getattr(self, "wrapped", None)
+        return wrapped[name] if wrapped else self.modules[name]
+
+    def optimize(self, name: str, loss: Tensor, batch: Batch) -> None:
+        """Backward of ``loss * batch.weight``, optional gradient clipping, step, zero_grad."""
+        opt = self.optimizers[name]
+        if self.accelerator is None:
+            (loss * batch.weight).backward()
+        else:
+            self.accelerator.backward(loss * batch.weight)
+        clip = self.cfg.train.grad_clip
+        if clip is not None:
+            params = [p for g in opt.param_groups for p in g["params"]]
+            if self.accelerator is None:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            elif self.accelerator.sync_gradients:
+                self.accelerator.clip_grad_norm_(params, clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
+class _ExtraState:
+    """Adapter registered with Accelerate so ``save_state`` also stores the recipe's own state."""
+
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.recipe.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.recipe.load_state_dict(state)
+
+
+def make_optimizer(params: Any, train: TrainConfig, lr: float | None = None,
+                   kind: str | None = None, betas: tuple[float, float] | None = None) -> torch.optim.Optimizer:
+    """An optimiser from the ``train`` section; keyword arguments override it (GANs' two optimisers)."""
+    kind = kind or train.optimizer
+    lr = lr if lr is not None else train.lr
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=train.momentum, weight_decay=train.weight_decay)
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas or train.betas, weight_decay=train.weight_decay)
+    if kind == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=train.momentum, weight_decay=train.weight_decay)
+    raise ValueError(f"train.optimizer={kind!r} is not one of sgd, adam, rmsprop")
