@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
+import time
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,5 +110,18 @@ def latest_valid(candidates: list[StoredCheckpoint]) -> tuple[Path, dict[str, An
     return local, manifest
 
 
-def copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, dirs_exist_ok=True)
+def persist_checkpoint(src: Path, storage: str, name: str, epoch: int, keep: int) -> str:
+    """Copy a finished checkpoint into the run's storage folder and keep only the newest ``keep``.
+
+    Used where Ray Train does not persist checkpoints itself (its in-process local mode). The copy
+    goes to a hidden name first; only a complete copy is renamed to ``checkpoint_*``.
+    """
+    fs, base = storage_dir(storage, name)
+    fs.create_dir(base, recursive=True)
+    final = f"{base}/checkpoint_local_e{epoch:05d}_{time.time_ns()}"
+    staging = f"{base}/.staging_{time.time_ns()}"
+    pafs.copy_files(str(src), staging, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+    fs.move(staging, final)
+    for old in list_checkpoints(storage, name)[keep:]:
+        fs.delete_dir(old.path)
+    return final

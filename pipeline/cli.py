@@ -16,7 +16,7 @@ app = typer.Typer(help="boltzgan: train, sample and evaluate GANs, Boltzmann mac
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 config_app = typer.Typer(help="Inspect configurations.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a config value: section.key=value (repeatable), e.g. --set train.epochs=3")]

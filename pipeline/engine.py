@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from pipeline import artifacts
-from pipeline.checkpoints import MODEL_FILE, latest_valid, list_checkpoints, verify, write_manifest
+from pipeline.checkpoints import (MODEL_FILE, latest_valid, list_checkpoints, persist_checkpoint,
+                                  write_manifest)
 from pipeline.config import RunConfig, load_config_file, validate_config
 from pipeline.data import PreparedData, load_prepared, open_split
 from pipeline.errors import TrainingDiverged, UserError
@@ -247,6 +248,8 @@ class _Context:
     n_train: int
     steps_per_epoch: int
     total_steps: int
+    storage: str
+    local: bool
 
 
 def worker_loop(config: dict[str, Any]) -> None:
@@ -274,7 +277,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     total = per_epoch * cfg.train.epochs
     if cfg.train.max_steps:
         total = min(total, cfg.train.max_steps)
-    ctx = _Context(cfg, rank, world, n, per_epoch, total)
+    ctx = _Context(cfg, rank, world, n, per_epoch, total, config["storage"], cfg.resources.num_workers == 0)
     epoch, step = _restore(accelerator, cfg, config, rank)
     eval_train = torch.from_numpy(np.array(train_x[: cfg.train.eval_examples]))
     eval_test = torch.from_numpy(np.array(test_x[: cfg.train.eval_examples]))
@@ -317,6 +320,8 @@ def _run_epoch(recipe: Recipe, accelerator: Any, ctx: _Context, train_x: np.ndar
     start = step - epoch * ctx.steps_per_epoch
     sums: dict[str, float] = {}
     count = 0
+    examples = 0
+    started = time.perf_counter()
     modules = list(getattr(recipe, "wrapped", recipe.modules).values())
     for lb in local_batches(ctx.n_train, cfg.train.batch_size, ctx.world, ctx.rank, cfg.train.seed, epoch, start):
         x = torch.from_numpy(np.asarray(train_x[lb.indices])).reshape(-1, *recipe.data.shape).to(accelerator.device)
@@ -329,6 +334,7 @@ def _run_epoch(recipe: Recipe, accelerator: Any, ctx: _Context, train_x: np.ndar
             metrics, problem = {}, str(exc)
         _agree(problem, step, epoch, accelerator, ctx)
         step += 1
+        examples += len(lb.indices) * ctx.world
         for k, v in metrics.items():
             sums[k] = sums.get(k, 0.0) + float(v)
         count += 1
@@ -337,7 +343,9 @@ def _run_epoch(recipe: Recipe, accelerator: Any, ctx: _Context, train_x: np.ndar
                                "metrics": {k: float(v) for k, v in metrics.items()}})
         if step >= ctx.total_steps:
             break
-    return {k: v / max(count, 1) for k, v in sums.items()}, step
+    seconds = time.perf_counter() - started
+    means = {k: v / max(count, 1) for k, v in sums.items()}
+    return means | {"epoch_seconds": seconds, "examples_per_sec": examples / max(seconds, 1e-9)}, step
 
 
 def _nonfinite(metrics: dict[str, float]) -> str | None:
@@ -417,7 +425,10 @@ def _report(recipe: Recipe, accelerator: Any, epoch: int, step: int, metrics: di
             if ctx.rank == 0:
                 _export_model(recipe, accelerator, Path(tmp), epoch, step)
                 write_manifest(Path(tmp), epoch, step, {"metrics": metrics})
-                ckpt = ray.train.Checkpoint.from_directory(tmp)
+                if ctx.local:  # Ray's local mode does not persist checkpoints: do it here
+                    persist_checkpoint(Path(tmp), ctx.storage, ctx.cfg.run_name, epoch, ctx.cfg.train.keep_checkpoints)
+                else:
+                    ckpt = ray.train.Checkpoint.from_directory(tmp)
         if ctx.rank == 0:
             board.push.remote({"kind": "epoch", "epoch": epoch, "step": step, "total": ctx.total_steps,
                                "metrics": metrics, "checkpoint": checkpointing})
