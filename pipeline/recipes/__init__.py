@@ -1,1 +1,3 @@
 """Model-family recipes driven by the engine. Importing this package registers every family."""
+
+from pipeline.recipes import rbm  # noqa: F401
