@@ -254,16 +254,21 @@ class _Context:
 
 def worker_loop(config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker (or in-process when num_workers=0)."""
+    import ray
     import ray.train
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    for noisy in ("accelerate", "ray.train", "ray.tune"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     cfg = validate_config(config["cfg"])
     data = load_prepared(config["data_path"])
     board = config["board"]
     accelerator = Accelerator(mixed_precision=_precision(cfg), gradient_accumulation_steps=cfg.train.grad_accum_steps,
                               cpu=not cfg.resources.use_gpu)
     rank, world = accelerator.process_index, accelerator.num_processes
+    board.push.remote({"kind": "worker", "rank": rank, "world": world, "device": str(accelerator.device),
+                       "node": ray.get_runtime_context().get_node_id()})
     train_x, _ = open_split(data.path, "train")
     test_x, _ = open_split(data.path, "test")
     set_seed(cfg.train.seed)  # identical initialisation on every rank

@@ -37,6 +37,9 @@ class RichProgress:
         if kind == "epoch":
             shown = "  ".join(f"{k}={v:.4g}" for k, v in list(metrics.items())[:6])
             self.console.print(f"epoch {event['epoch']}: {shown}", highlight=False)
+        elif kind == "worker":
+            self.console.print(f"worker {event['rank']}/{event['world']} on node {event['node'][:8]} "
+                               f"({event['device']})", highlight=False)
         elif kind in {"restart", "diverged"}:
             self.console.print(f"[yellow]{event['message']}[/]")
         elif metrics:
