@@ -96,7 +96,9 @@ class SampleConfig(Section):
     steps: int = Field(200, gt=0)
     burn_in: int = Field(50, ge=0)
     thin: int = Field(10, gt=0)
-    workers: int = Field(1, gt=0)
+    workers: int = Field(1, ge=0, description="Ray workers; 0 runs the blocks in this process")
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(0.0, ge=0, description="fractions allowed, e.g. 0.25")
     chains_per_block: int = Field(50, gt=0, description="chains that share one seeded random stream")
     seed: int = 0
     sampler: str | None = Field(None, description="sampler name; default: the family's own")

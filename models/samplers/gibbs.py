@@ -20,9 +20,10 @@ class GibbsSampler(Sampler):
 
     name = "gibbs"
 
-    def __init__(self, init: str = "uniform", data_mean: torch.Tensor | None = None):
+    def __init__(self, init: str = "uniform", data_mean: torch.Tensor | None = None, output: str = "mean"):
         self.init_mode = init
         self.data_mean = data_mean
+        self.output = output  # "mean": p(v | h) of the last sweep (smoother images); "sample": v itself
 
     @torch.no_grad()
     def init(self, model: nn.Module, n: int, generator: torch.Generator | None = None) -> ChainState:
@@ -44,6 +45,6 @@ class GibbsSampler(Sampler):
     @torch.no_grad()
     def to_data(self, model: nn.Module, state: ChainState) -> torch.Tensor:
         """Mean-field visible probabilities given the last hidden sample (smoother images)."""
-        if len(state.layers) > 1 and state.layers[1] is not None:
+        if self.output == "mean" and len(state.layers) > 1 and state.layers[1] is not None:
             return model.p_v(state.layers[1])
         return state.visible
