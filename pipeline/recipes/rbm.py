@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from models import ais
 from models.rbm import RBM
 from models.samplers.base import Sampler
 from models.samplers.gibbs import GibbsSampler
@@ -88,6 +89,30 @@ class RBMRecipe(EnergyRecipe):
         return {"reconstruction_error": rbm.reconstruction_error(test_x).item(),
                 "pseudo_log_likelihood": rbm.pseudo_log_likelihood(test_x, g).mean().item(),
                 "free_energy_train": f_train, "free_energy_test": f_test, "free_energy_gap": f_test - f_train}
+
+    def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
+                   schedule: str = "salakhutdinov2008", generator: torch.Generator | None = None,
+                   log_weights_fn=None) -> dict[str, float]:
+        """Mean test log-likelihood in nats: exact when the smaller layer has ≤ 20 units, else AIS
+        (Salakhutdinov & Murray 2008), with log Ẑ ± 3σ̂ turned into bounds on the likelihood.
+        ``log_weights_fn(rbm, base, betas, runs)`` lets the caller spread AIS runs over workers."""
+        rbm = self.rbm.cpu().double()
+        x = test_x.reshape(test_x.shape[0], -1).double()
+        mean_neg_f = float((-rbm.free_energy(x)).mean())
+        exact_ok = min(rbm.n_visible, rbm.n_hidden) <= 20
+        if method == "exact" or (method == "auto" and exact_ok):
+            log_z = float(rbm.log_partition())
+            out = {"method": "exact", "log_z": log_z, "log_likelihood": mean_neg_f - log_z}
+        else:
+            base = ais.base_rate_bias(getattr(self, "data_mean", x.mean(0)))
+            betas = ais.schedule(schedule)
+            run = log_weights_fn or (lambda m, bb, bt, n: ais.ais_log_weights(m, bb, bt, n, generator))
+            res = ais.combine_log_weights(run(rbm, base, betas, ais_runs), ais.base_log_z(base, rbm.n_hidden))
+            out = {"method": "ais", **res.as_dict(), "log_likelihood": mean_neg_f - res.log_z,
+                   "log_likelihood_lower": mean_neg_f - res.log_z_upper,
+                   "log_likelihood_upper": mean_neg_f - res.log_z_lower, "ais_betas": len(betas)}
+        self.rbm.float()
+        return out | {"test_examples": int(x.shape[0])}
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
         mean = getattr(self, "data_mean", None)
