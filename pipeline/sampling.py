@@ -72,7 +72,8 @@ def _single_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def run_block(model: nn.Module, sampler: Sampler, block: Block, cfg: SampleConfig, out_dir: str) -> str:
+def run_block(model: nn.Module, sampler: Sampler, block: Block, cfg: SampleConfig, out_dir: str,
+              data_shape: tuple[int, ...]) -> str:
     """Run one block of chains; write ``block-NNNNN.npz`` (x: kept draws, energy: full trace)."""
     gen = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.seed, block.index]).generate_state(1)[0]))
     keep = [t for t in range(cfg.burn_in, cfg.steps) if (t - cfg.burn_in) % cfg.thin == 0]
@@ -84,7 +85,7 @@ def run_block(model: nn.Module, sampler: Sampler, block: Block, cfg: SampleConfi
             state = sampler.step(model, state, 1, gen)
             energy[:, t] = state.energy.double().cpu().numpy()
             if t in keep:
-                draws.append(sampler.to_data(model, state).float().cpu().numpy())
+                draws.append(sampler.to_data(model, state).float().cpu().numpy().reshape(block.n_chains, *data_shape))
     x = np.stack(draws, axis=1)  # (chains, draws, *data_shape)
     accepted = state.acceptance_rate()
     path = Path(out_dir) / f"block-{block.index:05d}.npz"
@@ -109,7 +110,7 @@ def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: s
     total = cfg.chains * cfg.steps
     model = model.cpu().eval()
     runner = _run_in_process if cfg.workers == 0 else _run_on_ray
-    runner(model, sampler, blocks, cfg, out_dir, lambda done: progress and progress(
+    runner(model, sampler, blocks, cfg, out_dir, tuple(data_shape), lambda done: progress and progress(
         {"kind": "sample", "done": done, "total": total}), ray_address)
     missing = [b.index for b in blocks if not (out_dir / f"block-{b.index:05d}.npz").exists()]
     if missing:
@@ -125,13 +126,13 @@ def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: s
     return SampleSet(str(out_dir), cfg.chains, n_draws, tuple(data_shape), diag, seconds)
 
 
-def _run_in_process(model, sampler, blocks, cfg, out_dir, tick, _address) -> None:
+def _run_in_process(model, sampler, blocks, cfg, out_dir, shape, tick, _address) -> None:
     for i, block in enumerate(blocks):
-        run_block(model, sampler, block, cfg, str(out_dir))
+        run_block(model, sampler, block, cfg, str(out_dir), shape)
         tick(sum(b.n_chains for b in blocks[: i + 1]) * cfg.steps)
 
 
-def _run_on_ray(model, sampler, blocks, cfg, out_dir, tick, address) -> None:
+def _run_on_ray(model, sampler, blocks, cfg, out_dir, shape, tick, address) -> None:
     """Blocks as Ray tasks, at most ``workers`` at a time; a task whose worker dies is retried."""
     import ray
 
@@ -146,7 +147,7 @@ def _run_on_ray(model, sampler, blocks, cfg, out_dir, tick, address) -> None:
     while queue or pending:
         while queue and len(pending) < cfg.workers:
             block = queue.pop(0)
-            pending[task.remote(model_ref, sampler_ref, block, cfg, str(out_dir))] = block
+            pending[task.remote(model_ref, sampler_ref, block, cfg, str(out_dir), shape)] = block
         ready, _ = ray.wait(list(pending), num_returns=1)
         block = pending.pop(ready[0])
         ray.get(ready[0])
@@ -195,3 +196,35 @@ def load_samples(run_dir: str | Path, limit: int | None = None) -> np.ndarray:
     x = np.concatenate(xs)  # (chains, draws, *shape)
     ordered = np.concatenate([x[:, d] for d in range(x.shape[1] - 1, -1, -1)])
     return ordered[:limit] if limit else ordered
+
+
+def _ais_block(model: nn.Module, base: torch.Tensor, betas: torch.Tensor, runs: int, seed: int,
+               index: int) -> torch.Tensor:
+    from models.ais import ais_log_weights
+
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index, 0xA15]).generate_state(1)[0]))
+    with _single_thread():
+        return ais_log_weights(model, base, betas, runs, gen)
+
+
+def parallel_ais_log_weights(model: nn.Module, base: torch.Tensor, betas: torch.Tensor, runs: int,
+                             workers: int, seed: int, address: str | None = None,
+                             runs_per_block: int = 25) -> torch.Tensor:
+    """Raw AIS log-weights of ``runs`` runs in seeded blocks, on ``workers`` Ray workers (0/1: here).
+
+    The driver merges them with one log-sum-exp (:func:`models.ais.combine_log_weights`); the
+    result is identical for any worker count.
+    """
+    sizes = [min(runs_per_block, runs - s) for s in range(0, runs, runs_per_block)]
+    if workers <= 1:
+        return torch.cat([_ais_block(model, base, betas, n, seed, i) for i, n in enumerate(sizes)])
+    import ray
+
+    from pipeline.ray_utils import check_resources, ensure_ray
+
+    ensure_ray(address)
+    check_resources(workers, 1.0)
+    task = ray.remote(_ais_block).options(num_cpus=1, max_retries=3)
+    refs = [ray.put(model), ray.put(base), ray.put(betas)]
+    futures = [task.remote(*refs, n, seed, i) for i, n in enumerate(sizes)]
+    return torch.cat(ray.get(futures))

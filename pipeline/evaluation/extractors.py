@@ -1,0 +1,131 @@
+"""Feature extractors for the sample-quality metrics, registered by name.
+
+Every metric result names the extractor it used. Extraction is a pure chunked function
+(:func:`extract`), separate from the metrics, so features can be computed anywhere (several Ray
+workers for large sample counts) and real-image features cached on disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pipeline.errors import UserError
+
+
+@dataclass
+class Extractor:
+    """``features`` gives (N, d) for FID/KID, ``logits`` (N, k) for IS; ``reason`` says why not available."""
+
+    id: str
+    label: str
+    features: Callable[[Tensor], Tensor] | None = None
+    logits: Callable[[Tensor], Tensor] | None = None
+    reason: str = ""
+
+    @property
+    def available(self) -> bool:
+        return self.features is not None
+
+
+@dataclass
+class Context:
+    """What an extractor may need: the prepared data and where caches go."""
+
+    prepared_path: str
+    fingerprint: str
+    shape: tuple[int, ...]
+    value_range: tuple[float, float]
+    cache_dir: Path
+    inception_weights: str | None = None
+
+
+_BUILDERS: dict[str, Callable[[str, Context], Extractor]] = {}
+
+
+def register_extractor(prefix: str):
+    def wrap(fn: Callable[[str, Context], Extractor]) -> Callable[[str, Context], Extractor]:
+        _BUILDERS[prefix] = fn
+        return fn
+
+    return wrap
+
+
+def get_extractor(name: str, ctx: Context) -> Extractor:
+    prefix = name.split(":", 1)[0]
+    if prefix not in _BUILDERS:
+        raise UserError(f"evaluate.feature={name!r} is not a known extractor; use one of "
+                        f"{', '.join(sorted(_BUILDERS))} (torchscript takes a path: torchscript:FILE)")
+    return _BUILDERS[prefix](name, ctx)
+
+
+@torch.no_grad()
+def extract(fn: Callable[[Tensor], Tensor], x: np.ndarray | Tensor, shape: tuple[int, ...],
+            batch: int = 500) -> Tensor:
+    """Apply ``fn`` to ``x`` (N, *shape) in chunks; float32 output on the CPU."""
+    xs = torch.as_tensor(np.asarray(x, dtype=np.float32)).reshape(-1, *shape)
+    return torch.cat([fn(chunk).float().cpu() for chunk in xs.split(batch)])
+
+
+@register_extractor("identity")
+def identity_extractor(name: str, ctx: Context) -> Extractor:
+    """The raw (flattened) data as features: for closed-form tests and 2-D toys."""
+    return Extractor("identity", "identity (raw values)", features=lambda x: x.reshape(len(x), -1))
+
+
+@register_extractor("domain")
+def domain_extractor(name: str, ctx: Context) -> Extractor:
+    from pipeline.data import load_prepared
+    from pipeline.evaluation.domain import load_or_train
+
+    meta = load_prepared(ctx.prepared_path).meta
+    if not meta.num_classes or len(meta.shape) != 3:
+        return Extractor("domain", "domain classifier",
+                         reason=f"the prepared data ({meta.source}) has no labels or is not an image set")
+    model, info = load_or_train(ctx.cache_dir, ctx.prepared_path, ctx.fingerprint)
+    label = f"domain: {meta.source} CNN, test acc {info['test_accuracy']:.1%}"
+    return Extractor(f"domain:{ctx.fingerprint}", label, features=model.features, logits=model)
+
+
+@register_extractor("torchscript")
+def torchscript_extractor(name: str, ctx: Context) -> Extractor:
+    path = Path(name.split(":", 1)[1] if ":" in name else "").expanduser()
+    if not path.is_file():
+        raise UserError(f"evaluate.feature={name!r}: no TorchScript file at {path}; pass torchscript:/path/to/file.pt")
+    module = torch.jit.load(str(path), map_location="cpu").eval()
+    lo, hi = ctx.value_range
+
+    def features(x: Tensor) -> Tensor:
+        x = (x - lo) / (hi - lo) * 255.0  # NVIDIA's exported Inception takes [0, 255] RGB
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        return module(x)
+
+    return Extractor(f"torchscript:{path.name}", f"TorchScript {path.name}", features=features)
+
+
+@register_extractor("inception")
+def inception_extractor(name: str, ctx: Context) -> Extractor:
+    from pipeline.evaluation.inception import FIDInceptionV3, find_weights
+
+    found, searched = find_weights(ctx.inception_weights)
+    if found is None:
+        return Extractor("inception", "Inception-v3 (TF FID weights)",
+                         reason="the standard FID Inception weights were not found; searched: "
+                                + ", ".join(searched) + ". Set evaluate.inception_weights=PATH "
+                                "(see README, 'Metrics').")
+    net = FIDInceptionV3.from_weights(found)
+    lo, hi = ctx.value_range
+
+    def prep(x: Tensor) -> Tensor:
+        x = (x - lo) / (hi - lo)  # to [0, 1]; the network rescales to [-1, 1] itself
+        return x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
+
+    return Extractor("inception", f"Inception-v3 (TF FID weights {os.path.basename(found)})",
+                     features=lambda x: net.pool_features(prep(x)), logits=lambda x: net.logits(prep(x)))
