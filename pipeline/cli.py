@@ -63,6 +63,78 @@ def train(preset: str, set_: SetOpt = None,
     console.print(f"checkpoint: {result.checkpoint}; continue with: boltzgan train {preset} --resume")
 
 
+@app.command()
+def run(preset: str, set_: SetOpt = None) -> None:
+    """Run the whole pipeline (prepare → train → sample → evaluate → report) as a Prefect flow.
+
+    With no PREFECT_API_URL, Prefect starts an embedded server for the run; with it set, the run
+    shows up in that server's UI. Ray starts locally unless resources.ray_address is set.
+    """
+    import os
+
+    from flows.pipeline import pipeline
+
+    cfg = _config(preset, set_)
+    console.print(f"running {preset} → {cfg.run_dir}")
+    out = pipeline(cfg)
+    console.print(f"[bold]report[/]: {out['report']}")
+    for r in out["metrics"]:
+        console.print(f"  {r['metric']}: {r['value'] if r['value'] is not None else 'unavailable'}"
+                      f"  ({r['extractor']}, {r['num_samples']} samples){'  ' + r['reason'] if r['reason'] else ''}",
+                      highlight=False)
+    if os.environ.get("PREFECT_API_URL"):
+        console.print(f"Prefect UI: {os.environ['PREFECT_API_URL'].removesuffix('/api')} (flow run 'boltzgan-pipeline')")
+    else:
+        console.print("This run used Prefect's embedded server (no UI). To watch runs in the UI: "
+                      "`prefect server start`, then `export PREFECT_API_URL=http://127.0.0.1:4200/api` "
+                      "and run again; open http://127.0.0.1:4200.")
+
+
+@app.command()
+def sample(run_dir: Path,
+           chains: Annotated[Optional[int], typer.Option(help="Number of chains.")] = None,
+           steps: Annotated[Optional[int], typer.Option(help="Transitions per chain.")] = None,
+           workers: Annotated[Optional[int], typer.Option(help="Ray workers (0 = in this process).")] = None,
+           set_: SetOpt = None) -> None:
+    """Run MCMC chains of a trained run in parallel; writes RUN_DIR/samples and diagnostics."""
+    from pipeline.config import load_config_file
+    from pipeline.progress import RichProgress
+    from pipeline.sampling import sample as sample_stage
+
+    cfg = load_config_file(run_dir / "config.yaml", set_).sample
+    updates = {k: v for k, v in dict(chains=chains, steps=steps, workers=workers).items() if v is not None}
+    cfg = cfg.model_validate(cfg.model_dump() | updates)
+    with RichProgress(console, "sampling") as bar:
+        result = sample_stage(run_dir, cfg, progress=bar.update)
+    console.print(f"samples: {result.path} ({result.chains} chains × {result.draws_per_chain} draws, "
+                  f"{result.seconds:.1f} s); diagnostics: {result.diagnostics}", highlight=False)
+
+
+@app.command()
+def evaluate(run_dir: Path, set_: SetOpt = None) -> None:
+    """Compute FID/KID/IS (named features), likelihoods and toy metrics; writes RUN_DIR/eval/metrics.json."""
+    from pipeline.config import load_config_file
+    from pipeline.evaluation import evaluate as evaluate_stage
+
+    cfg = load_config_file(run_dir / "config.yaml", set_).evaluate
+    result = evaluate_stage(run_dir, cfg)
+    table = Table("metric", "value", "features / method", "samples", "note")
+    for r in result.results:
+        table.add_row(r["metric"], "unavailable" if r["value"] is None else f"{r['value']:.5g}", r["extractor"],
+                      str(r["num_samples"]), r["reason"])
+    Console().print(table)
+    console.print(f"written: {result.path}")
+
+
+@app.command()
+def report(run_dir: Path) -> None:
+    """Write RUN_DIR/report/report.md with sample grid, training curves and MCMC trace figures."""
+    from pipeline.report import build_report
+
+    result = build_report(run_dir)
+    console.print(f"report: {result.markdown_path}; figures: {', '.join(result.figures.values()) or 'none'}")
+
+
 def default_data_dir(cfg) -> Path:
     """Where a run's prepared data lives unless ``data.dir`` says otherwise."""
     if cfg.data.dir:

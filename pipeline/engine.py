@@ -259,8 +259,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    for noisy in ("accelerate", "ray.train", "ray.tune"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _quiet_worker_logs()
     cfg = validate_config(config["cfg"])
     data = load_prepared(config["data_path"])
     board = config["board"]
@@ -304,6 +303,18 @@ def worker_loop(config: dict[str, Any]) -> None:
                     _to(eval_train, recipe, accelerator), _to(eval_test, recipe, accelerator)).items()}
         checkpointing = epoch % cfg.train.checkpoint_every == 0 or step >= total
         _report(recipe, accelerator, epoch, step, epoch_metrics, checkpointing, board, ctx)
+
+
+def _quiet_worker_logs() -> None:
+    """Per-report INFO lines from Accelerate and Ray Train would drown the driver's progress."""
+    for noisy in ("accelerate", "ray.train", "ray.tune"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:  # Ray Train V2 names this logger after its file path
+        from ray.train.v2._internal.execution import context
+
+        logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    except ImportError:
+        pass
 
 
 def _to(x: torch.Tensor, recipe: Recipe, accelerator: Any) -> torch.Tensor:
