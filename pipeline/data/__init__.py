@@ -198,17 +198,19 @@ def _images(train: Split, test: Split, raw: Raw, cfg: DataConfig) -> tuple[Split
     if raw.kind == "points":
         return train, test, (int(train.images.shape[1]),), None
     rng = np.random.default_rng([cfg.seed, 0xB1])
-    out, note = [], None
+    target = (cfg.image_size, cfg.image_size) if cfg.image_size else tuple(train.images[0].shape[:2])
+    out, notes = [], []
     for split in (train, test):
         images = [fix_channels(im, cfg.channels) for im in split.images]
-        images, note = resize_all(images, cfg.image_size, cfg.resize, cfg.source)
+        images, note = resize_all(images, target, cfg.resize, cfg.source)
+        notes.append(note)
         x = np.stack(images).transpose(0, 3, 1, 2)  # (N, C, H, W)
         if cfg.binarize != "none":
             x = binarize(x, cfg.binarize, cfg.threshold, rng)
         elif cfg.scale == "symmetric":
             x = x * 2.0 - 1.0
         out.append(Split(np.ascontiguousarray(x, dtype=np.float32), split.labels))
-    return out[0], out[1], tuple(int(s) for s in out[0].images.shape[1:]), note
+    return out[0], out[1], tuple(int(s) for s in out[0].images.shape[1:]), next((n for n in notes if n), None)
 
 
 def _bounds(points: np.ndarray) -> tuple[float, float]:

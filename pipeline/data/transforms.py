@@ -24,12 +24,10 @@ def fix_channels(image: np.ndarray, mode: str) -> np.ndarray:
     return image
 
 
-def resize_all(images: list[np.ndarray], size: int | None, rule: str, source: str) -> tuple[list[np.ndarray], str | None]:
-    """Bring every image to one size: ``size``×``size`` when given, else the first image's size.
-
-    Rule ``refuse`` (default) fails on any mismatch instead of silently distorting the data.
-    """
-    target = (size, size) if size else images[0].shape[:2]
+def resize_all(images: list[np.ndarray], target: tuple[int, int], rule: str,
+               source: str) -> tuple[list[np.ndarray], str | None]:
+    """Bring every image to ``target`` (H, W). Rule ``refuse`` (default) fails on any mismatch
+    instead of silently distorting the data."""
     channels = {im.shape[-1] for im in images}
     if len(channels) > 1:
         raise DataError(f"data.source: {source} mixes images with {sorted(channels)} channels; "
