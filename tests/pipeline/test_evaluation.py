@@ -1,0 +1,97 @@
+"""Evaluation oracles: closed-form FID, IS limits, the Inception path and its absence, the domain CNN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from pipeline.config import DataConfig
+from pipeline.data import open_split, prepare
+from pipeline.evaluation.domain import train_classifier
+from pipeline.evaluation.extractors import Context, extract, get_extractor
+from pipeline.evaluation.inception import WEIGHT_FILES, FIDInceptionV3
+from pipeline.evaluation.metrics import frechet_distance, inception_score, kernel_inception_distance
+
+
+def _closed_form_fid(a: np.ndarray, b: np.ndarray) -> float:
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def test_fid_with_identity_features_matches_the_closed_form():
+    rng = np.random.default_rng(0)
+    a = rng.multivariate_normal([0, 0, 0], [[1, 0.3, 0], [0.3, 2, 0], [0, 0, 0.5]], size=2000)
+    b = rng.multivariate_normal([1, -0.5, 0], [[0.5, 0, 0], [0, 1, 0.2], [0, 0.2, 1]], size=2000)
+    got = frechet_distance(torch.from_numpy(a), torch.from_numpy(b))
+    assert got == pytest.approx(_closed_form_fid(a, b), rel=1e-6)
+
+
+def test_fid_of_a_set_against_itself_is_zero():
+    x = torch.randn(500, 8, dtype=torch.float64)
+    assert abs(frechet_distance(x, x)) < 1e-6
+
+
+def test_kid_of_identical_sets_is_near_zero_and_of_shifted_sets_positive():
+    x = torch.randn(400, 4, dtype=torch.float64)
+    same, _, _ = kernel_inception_distance(x, x.clone(), subsets=10)
+    shifted, _, _ = kernel_inception_distance(x, x + 2, subsets=10)
+    assert abs(same) < 0.05 * shifted  # unbiased MMD² on random subsets: ~0 up to sampling noise
+
+
+def test_inception_score_limits():
+    k = 10
+    confident = torch.full((1000, k), -50.0)
+    confident[torch.arange(1000), torch.arange(1000) % k] = 50.0
+    assert inception_score(confident, splits=1)[0] == pytest.approx(k, rel=1e-6)
+    assert inception_score(confident)[0] == pytest.approx(k, rel=0.06)  # splits of 100 are not exactly uniform
+    assert inception_score(torch.zeros(1000, k))[0] == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    root = tmp_path_factory.mktemp("digits")
+    return prepare(DataConfig(source="digits"), root / "d")
+
+
+def _ctx(prepared, tmp_path, weights=None) -> Context:
+    m = prepared.meta
+    return Context(prepared.path, m.fingerprint, tuple(m.shape), tuple(m.value_range), tmp_path / "cache", weights)
+
+
+def test_domain_classifier_reaches_90_percent_on_digits(digits):
+    x, y = open_split(digits.path, "train")
+    xt, yt = open_split(digits.path, "test")
+    _, acc = train_classifier(np.asarray(x), y, np.asarray(xt), yt, (1, 8, 8), 10)
+    assert acc >= 0.90
+
+
+def test_inception_unavailable_without_weights_names_the_searched_paths(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    ext = get_extractor("inception", _ctx(digits, tmp_path, weights=str(tmp_path / "nope.pth")))
+    assert not ext.available
+    assert str(tmp_path / "nope.pth") in ext.reason and WEIGHT_FILES[0] in ext.reason
+
+
+def test_inception_path_end_to_end_with_a_weights_file_in_the_hub_cache(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(FIDInceptionV3().state_dict(), hub / WEIGHT_FILES[0])
+    ext = get_extractor("inception", _ctx(digits, tmp_path))
+    assert ext.available and "Inception" in ext.label
+    x, _ = open_split(digits.path, "test")
+    feats = extract(ext.features, x[np.arange(3)], (1, 8, 8))
+    logits = extract(ext.logits, x[np.arange(3)], (1, 8, 8))
+    assert feats.shape == (3, 2048) and logits.shape == (3, 1008) and torch.isfinite(feats).all()
+
+
+def test_unknown_extractor_is_named(digits, tmp_path):
+    from pipeline.errors import UserError
+
+    with pytest.raises(UserError, match="evaluate.feature='incepton'"):
+        get_extractor("incepton", _ctx(digits, tmp_path))
