@@ -1,0 +1,66 @@
+"""The Prefect pipeline flow on digits, in-process (no Ray workers), under a test server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import load_config
+
+
+def _cfg(root: Path, *extra: str):
+    return load_config("demo", [f"output.root={root}", "resources.num_workers=0", "sample.workers=0",
+                                "train.epochs=2", "sample.chains=20", "sample.steps=30", "sample.burn_in=10",
+                                "evaluate.num_samples=40", "evaluate.ais_runs=10",
+                                "evaluate.ais_schedule=linear:200", *extra])
+
+
+def _task_states(flow_run_id) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {r.name.rsplit("-", 1)[0]: r.state.name for r in runs}
+
+
+def _artifact_keys(flow_run_id) -> set[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {a.key for a in arts}
+
+
+def test_pipeline_runs_and_a_rerun_hits_the_caches(tmp_path, prefect_harness):
+    from flows.pipeline import pipeline
+
+    cfg = _cfg(tmp_path)
+    first = pipeline(cfg, return_state=True)
+    out = first.result()
+    assert Path(out["report"]).exists()
+    assert {r["metric"] for r in out["metrics"]} >= {"fid", "kid", "is", "log_likelihood"}
+    assert "demo-report" in _artifact_keys(first.state_details.flow_run_id)
+    second = pipeline(cfg, return_state=True)
+    states = _task_states(second.state_details.flow_run_id)
+    assert states["prepare-data"] == "Cached"
+    assert second.result()["run_dir"] == out["run_dir"]
+
+
+def test_a_failing_stage_is_retried(tmp_path, prefect_harness, monkeypatch):
+    import pipeline.sampling as sampling
+    from flows.pipeline import pipeline
+
+    real, calls = sampling.sample, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("transient: object store unreachable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sampling, "sample", flaky)
+    out = pipeline(_cfg(tmp_path, "output.run_name=retry"))
+    assert len(calls) == 2 and Path(out["report"]).exists()
