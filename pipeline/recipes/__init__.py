@@ -1,3 +1,4 @@
 """Model-family recipes driven by the engine. Importing this package registers every family."""
 
 from pipeline.recipes import rbm  # noqa: F401
+from pipeline.recipes import gan  # noqa: F401

@@ -141,8 +141,14 @@ class Recipe(ABC):
         return wrapped[name] if wrapped else self.modules[name]
 
     def optimize(self, name: str, loss: Tensor, batch: Batch) -> None:
-        """Backward of ``loss * batch.weight``, optional gradient clipping, step, zero_grad."""
+        """zero_grad, backward of ``loss * batch.weight``, optional clipping, step.
+
+        Gradients are cleared *before* the backward (a no-op for Accelerate while it accumulates),
+        so gradients another player's loss left on these parameters never leak into this step,
+        and they stay readable after the step for gradient-norm metrics.
+        """
         opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
         if self.accelerator is None:
             (loss * batch.weight).backward()
         else:
@@ -155,7 +161,6 @@ class Recipe(ABC):
             elif self.accelerator.sync_gradients:
                 self.accelerator.clip_grad_norm_(params, clip)
         opt.step()
-        opt.zero_grad(set_to_none=True)
 
 
 class _ExtraState:

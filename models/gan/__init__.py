@@ -1,0 +1,1 @@
+"""Generative adversarial networks: losses, networks, and the optimal-discriminator identities."""

@@ -1,0 +1,96 @@
+"""GAN networks sized from the data: MLPs (toys, 8×8 digits) and DCGAN (Radford et al. 2015)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+
+def _sn(layer: nn.Module, on: bool) -> nn.Module:
+    return spectral_norm(layer) if on else layer
+
+
+class MLPGenerator(nn.Module):
+    def __init__(self, latent_dim: int, shape: tuple[int, ...], hidden: int = 128, layers: int = 3,
+                 bounded: bool = True):
+        super().__init__()
+        self.shape = tuple(shape)
+        dims = [latent_dim] + [hidden] * layers
+        body = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            body += [nn.Linear(a, b), nn.ReLU()]
+        body.append(nn.Linear(hidden, math.prod(shape)))
+        if bounded:
+            body.append(nn.Tanh())
+        self.net = nn.Sequential(*body)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z).reshape(z.shape[0], *self.shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """Returns one logit per example."""
+
+    def __init__(self, shape: tuple[int, ...], hidden: int = 128, layers: int = 3, spectral: bool = False):
+        super().__init__()
+        dims = [math.prod(shape)] + [hidden] * layers
+        body = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            body += [_sn(nn.Linear(a, b), spectral), nn.LeakyReLU(0.2)]
+        body.append(_sn(nn.Linear(hidden, 1), spectral))
+        self.net = nn.Sequential(*body)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.flatten(1)).squeeze(1)
+
+
+class DCGANGenerator(nn.Module):
+    """z → (4c, s/4, s/4) → transposed convs ×2 → tanh image, for sizes divisible by 4 (28, 32)."""
+
+    def __init__(self, latent_dim: int, shape: tuple[int, int, int], width: int = 64):
+        super().__init__()
+        c, h, w = shape
+        if h % 4 or w % 4:
+            raise ValueError(f"DCGAN needs image sides divisible by 4, got {h}×{w}; use model.net=mlp")
+        self.start = (width * 4, h // 4, w // 4)
+        self.fc = nn.Sequential(nn.Linear(latent_dim, math.prod(self.start)), nn.BatchNorm1d(math.prod(self.start)),
+                                nn.ReLU())
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(width * 4, width * 2, 4, 2, 1), nn.BatchNorm2d(width * 2), nn.ReLU(),
+            nn.ConvTranspose2d(width * 2, c, 4, 2, 1), nn.Tanh())
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(self.fc(z).reshape(z.shape[0], *self.start))
+
+
+class DCGANDiscriminator(nn.Module):
+    """Strided convs with LeakyReLU (no batch norm: safe with gradient penalties) → one logit."""
+
+    def __init__(self, shape: tuple[int, int, int], width: int = 64, spectral: bool = False):
+        super().__init__()
+        c, h, w = shape
+        self.net = nn.Sequential(
+            _sn(nn.Conv2d(c, width, 4, 2, 1), spectral), nn.LeakyReLU(0.2),
+            _sn(nn.Conv2d(width, width * 2, 4, 2, 1), spectral), nn.LeakyReLU(0.2),
+            nn.Flatten(), _sn(nn.Linear(width * 2 * (h // 4) * (w // 4), 1), spectral))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).squeeze(1)
+
+
+def build_networks(net: str, latent_dim: int, shape: tuple[int, ...], hidden: int, layers: int,
+                   spectral: bool, bounded: bool) -> tuple[nn.Module, nn.Module]:
+    if net == "dcgan":
+        if len(shape) != 3:
+            raise ValueError(f"model.net=dcgan needs image data (C, H, W), got shape {shape}; use model.net=mlp")
+        return DCGANGenerator(latent_dim, shape, hidden), DCGANDiscriminator(shape, hidden, spectral)
+    return (MLPGenerator(latent_dim, shape, hidden, layers, bounded),
+            MLPDiscriminator(shape, hidden, layers, spectral))
+
+
+def sample_latent(n: int, dim: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+    """z ~ N(0, I)."""
+    return torch.randn(n, dim, generator=generator, device=device)

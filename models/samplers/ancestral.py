@@ -1,0 +1,40 @@
+"""Ancestral sampling for generators: each step draws fresh latents and maps them through G.
+
+The chain state holds the latent z; its "energy" is the latent's Gaussian energy ½‖z‖², so the
+shared diagnostics still run (draws are independent, so R-hat ≈ 1 is expected)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.registry import register
+from models.samplers.base import ChainState, Sampler
+
+
+@register("sampler", "ancestral")
+class AncestralSampler(Sampler):
+    name = "ancestral"
+
+    def __init__(self, latent_dim: int):
+        self.latent_dim = latent_dim
+
+    def _draw(self, model: nn.Module, n: int, generator: torch.Generator | None) -> ChainState:
+        device = next(model.parameters()).device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        return ChainState(layers=[z], energy=0.5 * (z**2).sum(1))
+
+    @torch.no_grad()
+    def init(self, model: nn.Module, n: int, generator: torch.Generator | None = None) -> ChainState:
+        return self._draw(model, n, generator)
+
+    @torch.no_grad()
+    def step(self, model: nn.Module, state: ChainState, k: int = 1,
+             generator: torch.Generator | None = None) -> ChainState:
+        for _ in range(k):
+            state = self._draw(model, state.num_chains, generator)
+        return state
+
+    @torch.no_grad()
+    def to_data(self, model: nn.Module, state: ChainState) -> torch.Tensor:
+        return model(state.layers[0])
