@@ -3,19 +3,27 @@ logic stays in ``pipeline/``. Tasks pass paths and small dicts, never tensors, s
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 from prefect.tasks import exponential_backoff
 
 from flows.artifacts import ProgressRelay, artifact_key, publish_epochs, publish_metrics, publish_report
 from pipeline.config import DataConfig, EvaluateConfig, RunConfig, SampleConfig
 
 
-@task(name="prepare-data", cache_policy=INPUTS + TASK_SOURCE, cache_expiration=timedelta(days=30),
+def _prepared_marker(context: Any, parameters: dict[str, Any]) -> str:
+    """Part of the cache key: the prepared dataset's fingerprint, so a deleted output is a miss."""
+    meta = Path(parameters["out_dir"]) / "meta.json"
+    return meta.read_text() if meta.exists() else f"missing-{uuid.uuid4()}"
+
+
+@task(name="prepare-data", cache_expiration=timedelta(days=30),
+      cache_policy=INPUTS + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_prepared_marker),
       persist_result=True, retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
 def prepare_data_task(data: DataConfig, out_dir: str) -> str:
     """Prepare the dataset (cached: same spec and code ⇒ the stored path is returned)."""

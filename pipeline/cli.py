@@ -72,6 +72,7 @@ def run(preset: str, set_: SetOpt = None) -> None:
     """
     import os
 
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry (offline clusters)
     from flows.pipeline import pipeline
 
     cfg = _config(preset, set_)
