@@ -123,3 +123,11 @@ def pipeline(config: RunConfig) -> dict[str, Any]:
     metrics = evaluate_task(run_dir, config.evaluate, config.run_name)
     report = report_task(run_dir, config.run_name)
     return {"run_dir": run_dir, "report": report, "metrics": metrics}
+
+
+@flow(name="boltzgan-preset")
+def run_preset(preset: str = "demo", overrides: list[str] | None = None) -> dict[str, Any]:
+    """The pipeline for a shipped preset plus ``section.key=value`` overrides (for deployments)."""
+    from pipeline.config import load_config
+
+    return pipeline(load_config(preset, overrides or []))

@@ -136,6 +136,26 @@ def report(run_dir: Path) -> None:
     console.print(f"report: {result.markdown_path}; figures: {', '.join(result.figures.values()) or 'none'}")
 
 
+@app.command()
+def deploy(preset: str, set_: SetOpt = None,
+           cron: Annotated[Optional[str], typer.Option(help="Cron schedule, e.g. '0 2 * * *'.")] = None,
+           name: Annotated[Optional[str], typer.Option(help="Deployment name (default: the preset).")] = None) -> None:
+    """Serve PRESET as a Prefect deployment from this process (optionally on a cron schedule).
+
+    Needs PREFECT_API_URL pointing at a running server (`prefect server start`). For work pools
+    and workers on a cluster use `prefect deploy --all` with prefect.yaml instead.
+    """
+    import os
+
+    from flows.pipeline import run_preset
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise UserError("deploy: PREFECT_API_URL is not set; start a server (`prefect server start`) and "
+                        "export PREFECT_API_URL=http://127.0.0.1:4200/api first")
+    _config(preset, set_)  # validate before serving
+    run_preset.serve(name=name or preset, cron=cron, parameters={"preset": preset, "overrides": set_ or []})
+
+
 def default_data_dir(cfg) -> Path:
     """Where a run's prepared data lives unless ``data.dir`` says otherwise."""
     if cfg.data.dir:
