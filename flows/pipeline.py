@@ -113,7 +113,7 @@ def report_flow(run_dir: str) -> str:
     return report_task(run_dir, Path(run_dir).name)
 
 
-@flow(name="boltzgan-pipeline", log_prints=True)
+@flow(name="boltzgan-pipeline")
 def pipeline(config: RunConfig) -> dict[str, Any]:
     """prepare → train → sample → evaluate → report for one RunConfig (a form in the Prefect UI)."""
     data_path = prepare_data_task(config.data, _data_dir(config))

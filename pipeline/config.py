@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator,
+                      model_validator)
 
 from pipeline.errors import ConfigError
 
@@ -103,6 +104,16 @@ class SampleConfig(Section):
     seed: int = 0
     sampler: str | None = Field(None, description="sampler name; default: the family's own")
     diagnostics: bool = True
+
+    @model_validator(mode="after")
+    def _keeps_draws(self) -> SampleConfig:
+        if self.burn_in >= self.steps:
+            raise ValueError(f"sample.steps={self.steps} must exceed sample.burn_in={self.burn_in} so that draws "
+                             f"are kept; raise sample.steps or lower sample.burn_in")
+        if self.diagnostics and self.chains < 2:
+            raise ValueError(f"sample.chains={self.chains}: R-hat needs at least 2 chains; use 2 or more, or "
+                             f"set sample.diagnostics=false")
+        return self
 
 
 class EvaluateConfig(Section):

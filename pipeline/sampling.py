@@ -53,12 +53,13 @@ def blocks_of(cfg: SampleConfig) -> list[Block]:
 
 
 def validate(cfg: SampleConfig) -> None:
-    if cfg.burn_in >= cfg.steps:
-        raise UserError(f"sample.steps={cfg.steps} must exceed sample.burn_in={cfg.burn_in} so that draws are "
-                        f"kept; raise --steps or lower sample.burn_in")
-    if cfg.diagnostics and cfg.chains < 2:
-        raise UserError(f"sample.chains={cfg.chains}: R-hat needs at least 2 chains; use --chains 2 or more, "
-                        f"or --set sample.diagnostics=false")
+    """Re-check the section's rules (``model_copy(update=...)`` skips pydantic validation)."""
+    from pydantic import ValidationError
+
+    try:
+        SampleConfig.model_validate(cfg.model_dump())
+    except ValidationError as exc:
+        raise UserError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
 
 
 @contextlib.contextmanager

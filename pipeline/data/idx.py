@@ -1,4 +1,9 @@
-"""MNIST-format IDX files (LeCun et al.), gzipped or not, parsed and validated with numpy."""
+"""MNIST-format IDX files (LeCun et al., http://yann.lecun.com/exdb/mnist/), gzipped or not.
+
+Layout: a 4-byte magic number (0, 0, dtype code, number of dimensions), one big-endian uint32 per
+dimension, then the values in C order. Parsed with numpy and checked against the header, so a
+truncated download fails here with the file named instead of as a reshape error later.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ import numpy as np
 from pipeline.errors import DataError
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-_FILES = {
+_GZIP_MAGIC = b"\x1f\x8b"
+# The standard names (Fashion-MNIST, MNIST, KMNIST...) and the dotted variant some mirrors use.
+_STEMS = {
     ("train", "images"): ["train-images-idx3-ubyte", "train-images.idx3-ubyte"],
     ("train", "labels"): ["train-labels-idx1-ubyte", "train-labels.idx1-ubyte"],
     ("test", "images"): ["t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"],
@@ -20,50 +27,61 @@ _FILES = {
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Parse one IDX file: magic (0, 0, dtype, ndim), ndim big-endian sizes, then the data."""
+    """The array stored in one IDX file (decompressed first when it starts with the gzip magic)."""
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DataError(f"data.source: {path} is not a readable (gzip) IDX file ({exc}); "
-                        f"re-download it or point idx: at an intact copy") from None
+        raw = path.read_bytes()
+        if raw[:2] == _GZIP_MAGIC:
+            raw = gzip.decompress(raw)
+        elif path.suffix == ".gz":
+            raise gzip.BadGzipFile("not a gzip file")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"data.source: {path} is not a readable IDX file ({type(exc).__name__}: {exc}); "
+                        f"download it again or point idx: at an intact copy") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
-        raise DataError(f"data.source: {path} does not start with an IDX magic number; is it an IDX file?")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    dims = tuple(int(d) for d in np.frombuffer(raw[4:header], dtype=">u4")) if ndim else ()
+        raise DataError(f"data.source: {path} does not start with an IDX magic number (0x0000 + dtype + ndim); "
+                        f"it is not an IDX file or it is corrupt")
+    ndim, header = raw[3], 4 + 4 * raw[3]
+    if len(raw) < header:
+        raise DataError(f"data.source: {path} is truncated inside its header ({len(raw)} bytes)")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = np.dtype(_DTYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise DataError(f"data.source: {path} is truncated or corrupt: header says {dims} "
-                        f"({expected} bytes of data) but the file holds {len(raw) - header}")
+        raise DataError(f"data.source: {path} is truncated or corrupt: its header says {dims} "
+                        f"({expected} bytes of values) but it holds {len(raw) - header}")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
 
 
 def find_idx(directory: Path, split: str, kind: str) -> Path | None:
-    for stem in _FILES[(split, kind)]:
+    """The file for (split, kind) under its standard name, raw or ``.gz``."""
+    for stem in _STEMS[(split, kind)]:
         for name in (stem, stem + ".gz"):
             if (directory / name).is_file():
                 return directory / name
     return None
 
 
-def load_idx_dir(directory: Path) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """{split: (images (N, H, W) uint8, labels or None)} for the splits present in ``directory``."""
-    if not directory.is_dir():
-        raise DataError(f"data.source: idx directory {directory} does not exist; on Debian "
-                        f"`apt-get install dataset-fashion-mnist` provides /usr/share/datasets/fashion-mnist")
-    out = {}
-    for split in ("train", "test"):
-        images = find_idx(directory, split, "images")
-        if images is None:
-            continue
-        x = read_idx(images)
-        labels = find_idx(directory, split, "labels")
-        y = read_idx(labels).astype(np.int64) if labels else None
-        if y is not None and len(y) != len(x):
-            raise DataError(f"data.source: {labels} has {len(y)} labels for {len(x)} images in {images}")
-        out[split] = (x, y)
-    if "train" not in out:
-        names = ", ".join(n + "[.gz]" for n in _FILES[("train", "images")])
-        raise DataError(f"data.source: no training images in {directory} (looked for {names})")
-    return out
+def idx_files(directory: Path) -> dict[tuple[str, str], Path]:
+    """The IDX files present in ``directory``; an error when there are no training images."""
+    found = {key: p for key in _STEMS if (p := find_idx(directory, *key)) is not None}
+    if ("train", "images") not in found:
+        names = ", ".join(f"{s}[.gz]" for s in _STEMS[("train", "images")])
+        raise DataError(f"data.source: no training images in {directory} (looked for {names}); "
+                        f"idx: expects the MNIST file names, e.g. /usr/share/datasets/fashion-mnist")
+    return found
+
+
+def load_idx_split(files: dict[tuple[str, str], Path], split: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(images (N, H, W) or (N, H, W, C), int64 labels or None) of one split."""
+    images_path, labels_path = files[(split, "images")], files.get((split, "labels"))
+    x = read_idx(images_path)
+    if x.ndim not in (3, 4):
+        raise DataError(f"data.source: {images_path} holds an array of shape {x.shape}; images must be "
+                        f"(N, H, W) or (N, H, W, C)")
+    if labels_path is None:
+        return x, None
+    y = read_idx(labels_path)
+    if y.ndim != 1 or len(y) != len(x):
+        raise DataError(f"data.source: {labels_path} holds labels of shape {y.shape} for the {len(x)} images "
+                        f"of {images_path}; the two files do not belong together")
+    return x, y.astype(np.int64)

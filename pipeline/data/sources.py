@@ -1,249 +1,231 @@
-"""Data sources named by URI. Each loader returns :class:`Raw`: images in [0, 1] as (H, W, C)
-arrays (or 2-D points for toys), labels when the source has them, and a fingerprint of the source."""
+"""Data sources named by URI (``data.source``).
+
+:func:`resolve_source` checks the URI and fingerprints the source *without* reading its content
+(file sizes and mtimes, or the Arrow fingerprints of a cached Hub dataset), so a prepared
+directory that is already up to date costs nothing; :attr:`Source.load` reads it when something
+must be built. Images come back as float32 (H, W, C) in [0, 1], toys as (N, 2) points.
+"""
 
 from __future__ import annotations
 
 import difflib
 import hashlib
 import os
-import socket
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 
-from pipeline.data.idx import load_idx_dir
+from pipeline.data import hf
+from pipeline.data.idx import idx_files, load_idx_split
 from pipeline.errors import DataError
 
-HUB_PROBE_SECONDS = 5.0
+FORMS = "digits, idx:DIR, hf:NAME[:CONFIG], imagefolder:DIR, parquet:PATH, disk:PATH, toy:ring8, toy:grid25"
+SCHEMES = ("digits", "idx", "hf", "imagefolder", "parquet", "disk", "toy")
 
 
 @dataclass
 class Split:
-    images: np.ndarray | list[np.ndarray]  # (N, H, W, C) float32 in [0, 1], a list if sizes differ, or (N, 2) points
-    labels: np.ndarray | None
+    images: np.ndarray | list[np.ndarray]  # (N, H, W, C) in [0, 1]; a list when sizes differ; (N, 2) points
+    labels: np.ndarray | None  # int64
 
 
 @dataclass
 class Raw:
-    splits: dict[str, Split]
-    fingerprint: str
-    kind: str = "image"  # or "points"
+    splits: dict[str, Split]  # "train" and "test" when the source has both, else "all"
     class_names: list[str] | None = None
-    notes: list[str] = field(default_factory=list)
 
 
-def _fingerprint_files(paths: list[Path]) -> str:
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        st = p.stat()
-        h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
+@dataclass(frozen=True)
+class Source:
+    uri: str
+    kind: str  # "image" or "points"
+    fingerprint: str
+    load: Callable[[], Raw]
 
+
+def resolve_source(uri: str, toy_samples: int, seed: int) -> Source:
+    """Check ``uri`` and fingerprint what it names; nothing is read yet."""
+    scheme, sep, arg = uri.partition(":")
+    if uri == "digits":
+        return Source(uri, "image", "sklearn-digits-v1", _load_digits)
+    if scheme == "toy" and sep and arg:
+        return Source(uri, "points", f"toy-{arg}", lambda: _load_toy(arg, toy_samples, seed))
+    resolvers = {"idx": _idx, "hf": _hub, "imagefolder": _imagefolder, "parquet": _parquet, "disk": _disk}
+    if scheme in resolvers and sep and arg:
+        return resolvers[scheme](uri, arg)
+    near = difflib.get_close_matches(scheme, SCHEMES, n=1, cutoff=0.5)
+    hint = f" Did you mean '{near[0]}{'' if near[0] == 'digits' else ':'}'?" if near and near[0] != scheme else ""
+    needs_arg = f" '{scheme}:' needs a path or name after the colon." if scheme in resolvers else ""
+    raise DataError(f"data.source: {uri!r} is not a known source.{needs_arg}{hint} Valid forms: {FORMS}.")
+
+
+# ------------------------------------------------------------------------------------------ helpers
 
 def _existing(path_text: str, what: str) -> Path:
     path = Path(path_text).expanduser()
     if not path.exists():
-        raise DataError(f"data.source: {what} path {path} does not exist; check the path (it is resolved "
-                        f"relative to {Path.cwd()})")
-    if not os.access(path, os.R_OK):
-        raise DataError(f"data.source: {what} path {path} is not readable by this user; fix its permissions")
+        raise DataError(f"data.source: the {what} path {path} does not exist (relative paths are resolved "
+                        f"from {Path.cwd()}); check the path")
+    if not os.access(path, os.R_OK) or (path.is_dir() and not os.access(path, os.X_OK)):
+        raise DataError(f"data.source: the {what} path {path} is not readable by this user; fix its permissions")
     return path
 
 
+def _fingerprint_files(paths: list[Path]) -> str:
+    """Identity of a file-based source: names, sizes and modification times (not contents)."""
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        st = p.stat()
+        h.update(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _files_under(path: Path) -> list[Path]:
+    return [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+
+
 def _to_unit(images: np.ndarray) -> np.ndarray:
-    """uint8 (or 0..max) images to float32 [0, 1], channel-last."""
+    """Integer or float images -> float32 [0, 1], channel-last."""
     x = images.astype(np.float32)
-    top = 255.0 if images.dtype == np.uint8 or x.max() > 1.0 else 1.0
-    x /= top
+    if images.dtype == np.uint8:
+        x /= 255.0
+    elif x.size and x.max() > 1.0:
+        x /= float(np.iinfo(images.dtype).max) if np.issubdtype(images.dtype, np.integer) else float(x.max())
     return x[..., None] if x.ndim == 3 else x
 
 
-# ------------------------------------------------------------------------------------------ loaders
+# ------------------------------------------------------------------------------------------ sources
 
-def load_digits_source(_: str) -> Raw:
-    """scikit-learn's bundled 8×8 digits (1,797 images, values 0..16)."""
+def _load_digits() -> Raw:
+    """scikit-learn's bundled 8×8 digits (1,797 images, values 0..16, no test split)."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
     x = (d.images.astype(np.float32) / 16.0)[..., None]
-    return Raw({"all": Split(x, d.target.astype(np.int64))}, fingerprint="sklearn-digits-v1",
-               class_names=[str(i) for i in range(10)])
+    return Raw({"all": Split(x, d.target.astype(np.int64))}, class_names=[str(i) for i in range(10)])
 
 
-def load_idx_source(arg: str) -> Raw:
-    directory = _existing(arg, "idx")
-    splits = {name: Split(_to_unit(x), y) for name, (x, y) in load_idx_dir(directory).items()}
-    return Raw(splits, fingerprint=_fingerprint_files([p for p in directory.iterdir() if p.is_file()]))
-
-
-def load_toy_source(arg: str, n: int, seed: int) -> Raw:
+def _load_toy(name: str, n: int, seed: int) -> Raw:
     import torch
 
     from models.toys.mixtures import sample_mixture
 
     try:
-        points, modes = sample_mixture(arg, n, torch.Generator().manual_seed(seed))
+        points, modes = sample_mixture(name, n, torch.Generator().manual_seed(seed))
     except (KeyError, ValueError) as exc:
-        raise DataError(f"data.source: toy:{arg} is not a known toy ({exc}); use toy:ring8 or toy:grid25") from None
-    return Raw({"all": Split(points.numpy().astype(np.float32), modes.numpy().astype(np.int64))},
-               fingerprint=f"toy-{arg}-{n}-{seed}", kind="points")
+        raise DataError(f"data.source: toy:{name} is not a known toy ({exc}); use toy:ring8 or toy:grid25") from None
+    return Raw({"all": Split(points.numpy().astype(np.float32), modes.numpy().astype(np.int64))})
 
 
-def load_hf_dataset_source(ds_dict, fingerprint: str) -> Raw:
-    """Convert a loaded ``datasets`` Dataset/DatasetDict: find the image and label columns."""
-    import datasets
+def _idx(uri: str, arg: str) -> Source:
+    directory = _existing(arg, "idx")
+    if not directory.is_dir():
+        raise DataError(f"data.source: idx: needs a directory of IDX files, and {directory} is a file; "
+                        f"use idx:{directory.parent}")
+    files = idx_files(directory)
 
-    if isinstance(ds_dict, datasets.Dataset):
-        ds_dict = datasets.DatasetDict({"all": ds_dict})
-    splits, class_names = {}, None
-    for name, ds in ds_dict.items():
-        if len(ds) == 0:
-            continue
-        img_col, label_col = _columns(ds)
-        images = [_pil_or_array(v) for v in ds[img_col]]
-        labels = np.asarray(ds[label_col], dtype=np.int64) if label_col else None
-        feat = ds.features.get(label_col) if label_col else None
-        if isinstance(feat, datasets.ClassLabel):
-            class_names = list(feat.names)
-        key = "test" if name in ("test", "validation") and "test" not in splits else name
-        splits[key] = Split(_stack_if_same(images), labels)
-    if "train" not in splits and "all" not in splits and splits:
-        first = next(iter(splits))
-        splits["all"] = splits.pop(first)
-    return Raw(splits, fingerprint=fingerprint, class_names=class_names)
+    def load() -> Raw:
+        splits = {}
+        for split in ("train", "test"):
+            if (split, "images") in files:
+                x, y = load_idx_split(files, split)
+                splits[split] = Split(_to_unit(x), y)
+        return Raw(splits if "test" in splits else {"all": splits["train"]})
+
+    return Source(uri, "image", _fingerprint_files(list(files.values())), load)
 
 
-def _columns(ds) -> tuple[str, str | None]:
-    import datasets
+def _datasets_source(uri: str, fingerprint: str, get: Callable[[], object]) -> Source:
+    """A source read through ``datasets``: its train split and its test (or validation) split when it
+    has one; otherwise its only (or train) split becomes "all", to be split at random."""
 
-    names = list(ds.features)
-    img = next((c for c, f in ds.features.items() if isinstance(f, datasets.Image)), None)
-    img = img or next((c for c in ("image", "img", "pixel_values") if c in names), None)
-    if img is None:
-        raise DataError(f"data.source: no image column found (columns: {', '.join(names)}); expected an Image "
-                        f"feature or a column named image/img/pixel_values")
-    label = next((c for c, f in ds.features.items() if isinstance(f, datasets.ClassLabel)), None)
-    label = label or next((c for c in ("label", "labels") if c in names), None)
-    return img, label
+    def load() -> Raw:
+        import datasets
 
+        ds = get()
+        parts = ds if isinstance(ds, datasets.DatasetDict) else {"all": ds}
+        parts = {name: part for name, part in parts.items() if len(part)}
+        if not parts:
+            raise DataError(f"data.source: {uri} holds no examples (every split is empty)")
+        train = "train" if "train" in parts else next(iter(parts))
+        test = next((n for n in ("test", "validation") if n in parts and n != train), None)
+        splits, class_names = {}, None
+        for key, name in (("train", train), ("test", test)) if test else (("all", train),):
+            images, labels, names = hf.convert_split(parts[name])
+            splits[key], class_names = Split(images, labels), class_names or names
+        return Raw(splits, class_names)
 
-def _pil_or_array(value) -> np.ndarray:
-    """A PIL image or nested list to float32 (H, W, C) in [0, 1] (uint8 is divided by 255)."""
-    if hasattr(value, "convert") and value.mode not in ("L", "RGB"):
-        value = value.convert("RGB")
-    arr = np.asarray(value)
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    return arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
-
-
-def _stack_if_same(images: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
-    shapes = {im.shape for im in images}
-    return np.stack(images) if len(shapes) == 1 else images
+    return Source(uri, "image", fingerprint, load)
 
 
-def load_imagefolder_source(arg: str) -> Raw:
+def _imagefolder(uri: str, arg: str) -> Source:
     import datasets
 
     directory = _existing(arg, "imagefolder")
-    files = [p for p in directory.rglob("*") if p.is_file()]
+    files = _files_under(directory) if directory.is_dir() else []
     if not files:
-        raise DataError(f"data.source: imagefolder {directory} holds no files; it needs class sub-folders of images")
-    ds = _hf_call(lambda: datasets.load_dataset("imagefolder", data_dir=str(directory)), arg)
-    return load_hf_dataset_source(ds, _fingerprint_files(files))
+        raise DataError(f"data.source: imagefolder {directory} is empty or not a directory; it needs class "
+                        f"sub-folders of images (e.g. cat/1.png, dog/2.png)")
+    get = lambda: hf.call(lambda: datasets.load_dataset("imagefolder", data_dir=str(directory)), uri)  # noqa: E731
+    return _datasets_source(uri, _fingerprint_files(files), get)
 
 
-def load_parquet_source(arg: str) -> Raw:
+def _parquet(uri: str, arg: str) -> Source:
     import datasets
 
     path = _existing(arg, "parquet")
     files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
     if not files:
         raise DataError(f"data.source: no .parquet files under {path}")
-    ds = _hf_call(lambda: datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train"), arg)
-    return load_hf_dataset_source(ds, _fingerprint_files(files))
+    if sum(_parquet_rows(f) for f in files) == 0:
+        raise DataError(f"data.source: {uri} holds no examples (its parquet files have 0 rows); it is empty")
+    get = lambda: hf.call(  # noqa: E731
+        lambda: datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train"), uri)
+    return _datasets_source(uri, _fingerprint_files(files), get)
 
 
-def load_disk_source(arg: str) -> Raw:
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception as exc:  # ArrowInvalid and friends: not parquet, truncated footer
+        raise DataError(f"data.source: {path} is not a readable parquet file ({type(exc).__name__}: {exc})") from None
+
+
+def _disk(uri: str, arg: str) -> Source:
     import datasets
 
     path = _existing(arg, "disk")
-    ds = _hf_call(lambda: datasets.load_from_disk(str(path)), arg)
-    return load_hf_dataset_source(ds, _fingerprint_files([p for p in path.rglob("*") if p.is_file()]))
+    get = lambda: hf.call(lambda: datasets.load_from_disk(str(path)), uri,  # noqa: E731
+                          " (disk: expects a directory written by Dataset.save_to_disk or DatasetDict.save_to_disk)")
+    return _datasets_source(uri, _fingerprint_files(_files_under(path)), get)
 
 
-def load_hub_source(arg: str) -> Raw:
-    """``hf:NAME[:CONFIG]``: a local dataset directory, or the Hub (or its cache when offline)."""
+def _hub(uri: str, arg: str) -> Source:
+    """``hf:NAME[:CONFIG]``: a local dataset directory, else the Hub (its local cache when offline)."""
     import datasets
 
     name, _, config = arg.partition(":")
-    if Path(name).expanduser().is_dir():
-        local = str(Path(name).expanduser())
-        ds = _hf_call(lambda: datasets.load_dataset(local, config or None), arg)
-        return load_hf_dataset_source(ds, _fingerprint_files([p for p in Path(local).rglob("*") if p.is_file()]))
-    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes")
-                  for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
-    if not offline and not _hub_reachable():
+    local = Path(name).expanduser()
+    if local.is_dir():
+        get = lambda: hf.call(lambda: datasets.load_dataset(str(local), config or None), uri)  # noqa: E731
+        return _datasets_source(uri, _fingerprint_files(_files_under(local)), get)
+    advice = f" To use a local copy instead: {hf.LOCAL_SOURCES}."
+    # datasets reads the offline variables at import; when they were set later we still probe,
+    # because datasets would go on to try the network.
+    if hf.hub_offline():
+        advice = (f" Offline mode is on (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE), so only the local cache "
+                  f"({datasets.config.HF_DATASETS_CACHE}) is searched and {name} is not in it. Download it "
+                  f"once with network access, or use a local source: {hf.LOCAL_SOURCES}.")
+    elif not hf.hub_reachable():
         raise DataError(
-            f"data.source: hf:{arg} needs the Hugging Face Hub, which is not reachable from this machine "
-            f"(no connection within {HUB_PROBE_SECONDS:g} s). To use a copy in the local cache set "
-            f"HF_DATASETS_OFFLINE=1; otherwise use a local source: idx:DIR, parquet:PATH, disk:PATH "
-            f"(a dataset saved with save_to_disk) or imagefolder:DIR.")
-    ds = _hf_call(lambda: datasets.load_dataset(name, config or None), arg)
-    return load_hf_dataset_source(ds, f"hf-{name}-{config}-{getattr(ds, 'fingerprint', '')}")
-
-
-def _hub_reachable() -> bool:
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = url.port or (443 if url.scheme == "https" else 80)
-
-    def probe() -> bool:
-        with socket.create_connection((url.hostname, port), timeout=HUB_PROBE_SECONDS):
-            return True
-
-    with ThreadPoolExecutor(1) as pool:
-        try:
-            return pool.submit(probe).result(timeout=HUB_PROBE_SECONDS + 1)
-        except (OSError, FutureTimeout):
-            return False
-
-
-def _hf_call(fn: Callable, arg: str):
-    """Run a ``datasets`` loader, turning its failures into one DataError paragraph."""
-    try:
-        return fn()
-    except DataError:
-        raise
-    except Exception as exc:  # datasets raises many types (FileNotFoundError, ConnectionError, ...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"data.source: could not load {arg!r}: {type(exc).__name__}: {first}") from None
-
-
-SCHEMES: dict[str, Callable[[str], Raw]] = {
-    "idx": load_idx_source,
-    "hf": load_hub_source,
-    "imagefolder": load_imagefolder_source,
-    "parquet": load_parquet_source,
-    "disk": load_disk_source,
-}
-ALL_SCHEMES = ["digits", *SCHEMES, "toy"]
-
-
-def load_source(source: str, toy_samples: int, seed: int) -> Raw:
-    """Dispatch on the URI scheme of ``data.source``."""
-    if source == "digits":
-        return load_digits_source(source)
-    scheme, sep, arg = source.partition(":")
-    if scheme == "toy" and sep:
-        return load_toy_source(arg, toy_samples, seed)
-    if scheme in SCHEMES and sep and arg:
-        return SCHEMES[scheme](arg)
-    near = difflib.get_close_matches(scheme, ALL_SCHEMES, n=1)
-    hint = f" Did you mean '{near[0]}:'?" if near and near[0] != scheme else ""
-    raise DataError(f"data.source: {source!r} is not a known source.{hint} Valid forms: digits, idx:DIR, "
-                    f"hf:NAME[:CONFIG], imagefolder:DIR, parquet:PATH, disk:PATH, toy:ring8, toy:grid25.")
+            f"data.source: {uri} names a dataset on the Hugging Face Hub, but {hf.hub_endpoint()} is not reachable "
+            f"from this machine (no answer within {hf.HUB_PROBE_SECONDS:g} s). If the dataset is in the local "
+            f"cache, set HF_DATASETS_OFFLINE=1 to use it; otherwise use a local source: {hf.LOCAL_SOURCES}.")
+    ds = hf.call(lambda: datasets.load_dataset(name, config or None), uri, advice)
+    parts = ds.values() if isinstance(ds, datasets.DatasetDict) else [ds]
+    fingerprint = hashlib.sha256(",".join(p._fingerprint for p in parts).encode()).hexdigest()[:16]
+    return _datasets_source(uri, fingerprint, lambda: ds)

@@ -61,13 +61,15 @@ def test_same_seed_same_sample_different_seed_different(tmp_path):
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("field,kwargs,match", [
-    ("burn_in", dict(steps=10, burn_in=10), "sample.burn_in"),
-    ("chains", dict(chains=1), "at least 2 chains"),
+@pytest.mark.parametrize("overrides,match", [
+    (["sample.steps=10", "sample.burn_in=10"], "sample.burn_in=10"),
+    (["sample.chains=1"], "at least 2 chains"),
 ])
-def test_bad_settings_are_named(tmp_path, field, kwargs, match):
-    with pytest.raises(UserError, match=match):
-        run_chains(_tiny_rbm(), GibbsSampler(), SampleConfig(workers=0, **kwargs), tmp_path, (6,))
+def test_bad_settings_are_named(overrides, match):
+    from pipeline.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=match):
+        load_config("demo", overrides)
 
 
 @pytest.mark.ray
