@@ -80,7 +80,8 @@ def prepare(
     limit: Annotated[Optional[int], typer.Option(
         help="Keep only the first N training examples (quick runs); the test split is kept whole.",
         show_default=False)] = _default("limit"),
-    toy_samples: Annotated[int, typer.Option(help="Number of points drawn for toy: sources.")] = _default("toy_samples"),
+    toy_samples: Annotated[int, typer.Option(
+        help="Number of points drawn for toy: sources.")] = _default("toy_samples"),
 ) -> None:
     """Prepare SOURCE into --out: train/test splits, scaled or binarised images, meta.json."""
     from pipeline.config import validate_config
@@ -95,7 +96,8 @@ def prepare(
         data = prepare_stage(cfg, out)
     m = data.meta
     state = "cached (this spec was already prepared there)" if data.cached else "prepared"
-    values = f"binarised ({m.binarize})" if m.binarize != "none" else f"values in [{m.value_range[0]:g}, {m.value_range[1]:g}]"
+    lo, hi = m.value_range
+    values = f"binarised ({m.binarize})" if m.binarize != "none" else f"values in [{lo:g}, {hi:g}]"
     typer.echo(f"{state}: {m.n_train:,} train + {m.n_test:,} test, shape {tuple(m.shape)}, {values}, "
                f"split: {m.split}{f', resized: {m.resize}' if m.resize else ''}\n"
                f"  -> {data.path}  ({time.perf_counter() - started:.1f} s)")

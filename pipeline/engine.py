@@ -273,7 +273,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     set_seed(cfg.train.seed)  # identical initialisation on every rank
     recipe = recipe_class(cfg.model.family)(cfg, data.data_shape())
     if hasattr(recipe, "init_from_data"):
-        recipe.init_from_data(torch.from_numpy(np.asarray(train_x)))
+        recipe.init_from_data(torch.from_numpy(np.array(train_x)))
     recipe.setup(accelerator)
 
     n = train_x.shape[0]
@@ -408,8 +408,10 @@ def _recover(recipe: Recipe, accelerator: Any, cfg: RunConfig, config: dict[str,
     where = str(found[0]) if found else "none (no checkpoint was written yet)"
     if hook is None or attempt > limit or found is None:
         full = f"{message}; last good checkpoint: {where}"
-        if hook is not None:
+        if hook is not None and found is not None:
             full += f"; gave up after {attempt - 1} restart(s) with lowered learning rates"
+        elif hook is not None:
+            full += "; nothing to restore from, so the divergence guard stopped the run"
         if rank == 0:
             ray_get_push(board, {"kind": "diverged", "message": full})
         return None

@@ -70,8 +70,8 @@ def call(fn: Callable[[], Any], uri: str, advice: str = "") -> Any:
         raise
     except Exception as exc:
         text = str(exc).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise DataError(f"data.source: could not load {uri}: {type(exc).__name__}: {first}{advice}") from None
+        first = (text.splitlines()[0] if text else type(exc).__name__).rstrip(".")
+        raise DataError(f"data.source: could not load {uri}: {type(exc).__name__}: {first}.{advice}") from None
 
 
 def image_label_columns(ds) -> tuple[str, str | None]:

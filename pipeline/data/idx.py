@@ -47,7 +47,7 @@ def read_idx(path: Path) -> np.ndarray:
     dtype = np.dtype(_DTYPES[raw[2]])
     expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise DataError(f"data.source: {path} is truncated or corrupt: its header says {dims} "
+        raise DataError(f"data.source: {path} is truncated or corrupt: header says {dims} "
                         f"({expected} bytes of values) but it holds {len(raw) - header}")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
 

@@ -226,6 +226,6 @@ def _hub(uri: str, arg: str) -> Source:
             f"from this machine (no answer within {hf.HUB_PROBE_SECONDS:g} s). If the dataset is in the local "
             f"cache, set HF_DATASETS_OFFLINE=1 to use it; otherwise use a local source: {hf.LOCAL_SOURCES}.")
     ds = hf.call(lambda: datasets.load_dataset(name, config or None), uri, advice)
-    parts = ds.values() if isinstance(ds, datasets.DatasetDict) else [ds]
-    fingerprint = hashlib.sha256(",".join(p._fingerprint for p in parts).encode()).hexdigest()[:16]
-    return _datasets_source(uri, fingerprint, lambda: ds)
+    caches = ds.cache_files.values() if isinstance(ds, datasets.DatasetDict) else [ds.cache_files]
+    files = [Path(f["filename"]) for split in caches for f in split]  # the Arrow files in the local cache
+    return _datasets_source(uri, _fingerprint_files(files), lambda: ds)

@@ -106,7 +106,7 @@ def _likelihood(trained, cfg: EvaluateConfig) -> MetricResult:
     from pipeline.sampling import parallel_ais_log_weights
 
     test_x, _ = open_split(trained.data.path, "test")
-    x = torch.from_numpy(np.asarray(test_x))
+    x = torch.from_numpy(np.array(test_x))
     started = time.perf_counter()
     gen = torch.Generator().manual_seed(cfg.seed)
 

@@ -46,7 +46,7 @@ def train_classifier(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
     torch.manual_seed(seed)
     model = DomainCNN(shape[0], num_classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    xt = torch.from_numpy(np.asarray(x_train, dtype=np.float32)).reshape(-1, *shape)
+    xt = torch.from_numpy(np.array(x_train, dtype=np.float32)).reshape(-1, *shape)
     yt = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
@@ -62,7 +62,7 @@ def train_classifier(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
 
 @torch.no_grad()
 def accuracy(model: DomainCNN, x: np.ndarray, y: np.ndarray, shape: tuple[int, ...]) -> float:
-    xs = torch.from_numpy(np.asarray(x, dtype=np.float32)).reshape(-1, *shape)
+    xs = torch.from_numpy(np.array(x, dtype=np.float32)).reshape(-1, *shape)
     pred = torch.cat([model(b).argmax(1) for b in xs.split(1024)])
     return float((pred.numpy() == np.asarray(y)).mean())
 

@@ -2,3 +2,4 @@
 
 from pipeline.recipes import rbm  # noqa: F401
 from pipeline.recipes import gan  # noqa: F401
+from pipeline.recipes import ebm  # noqa: F401

@@ -34,7 +34,7 @@ def test_big_endian_int32_values(tmp_path):
 @pytest.mark.parametrize("content,match", [
     (b"not gzip at all", "not a readable IDX file"),  # named .gz but is not gzip
     (gzip.compress(idx_bytes(np.zeros((3, 2, 2), np.uint8)))[:-12], "not a readable IDX file"),  # cut gzip
-    (gzip.compress(idx_bytes(np.zeros((3, 2, 2), np.uint8))[:-5]), r"truncated or corrupt: its header says \(3, 2, 2\)"),
+    (gzip.compress(idx_bytes(np.zeros((3, 2, 2), np.uint8))[:-5]), r"truncated or corrupt: header says \(3, 2, 2\)"),
     (gzip.compress(b"\x00\x00\x08\x03\x00"), "truncated inside its header"),
     (gzip.compress(b"\x12\x34\x08\x03" + bytes(20)), "does not start with an IDX magic number"),
 ])

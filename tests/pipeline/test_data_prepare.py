@@ -81,7 +81,8 @@ def test_limit_keeps_the_first_training_examples(idx_dir, tmp_path):
     full = prepare(DataConfig(source=f"idx:{idx_dir}"), tmp_path / "full")
     few = prepare(DataConfig(source=f"idx:{idx_dir}", limit=7), tmp_path / "few")
     assert (few.meta.n_train, few.meta.n_test) == (7, 10) and "limit" in few.meta.split
-    assert np.array_equal(_x(few.path), _x(full.path)[:7]) and np.array_equal(_x(few.path, "test"), _x(full.path, "test"))
+    assert np.array_equal(_x(few.path), _x(full.path)[:7])
+    assert np.array_equal(_x(few.path, "test"), _x(full.path, "test"))
 
 
 # ------------------------------------------------------------------------------------------ reading

@@ -107,8 +107,8 @@ def test_pixel_values_column_of_lists(tmp_path):
     import datasets
 
     rows, labels = np.random.default_rng(3).random((6, 2, 2)).astype(np.float32), [0, 1, 2] * 2
-    datasets.Dataset.from_dict({"pixel_values": rows.tolist(), "labels": labels}).to_parquet(str(tmp_path / "p.parquet"))
-    p = prepare(DataConfig(source=f"parquet:{tmp_path / 'p.parquet'}", scale="unit", test_fraction=0.5), tmp_path / "o")
+    datasets.Dataset.from_dict({"pixel_values": rows.tolist(), "labels": labels}).to_parquet(str(tmp_path / "p.pq"))
+    p = prepare(DataConfig(source=f"parquet:{tmp_path / 'p.pq'}", scale="unit", test_fraction=0.5), tmp_path / "o")
     x, y = _all(p.path, "train")
     assert p.meta.shape == (1, 2, 2) and p.meta.num_classes == 3 and len(x) == 3
     source = {r.reshape(-1).tobytes(): lab for r, lab in zip(rows, labels, strict=True)}
@@ -204,3 +204,21 @@ def test_toy_mixture_points_and_modes(tmp_path):
     assert np.abs(x - mode_centres("ring8").numpy()[y]).max() < 0.05
     lo, hi = p.meta.value_range
     assert lo == min(x.min(), _all(p.path, "test")[0].min()) and hi >= x.max()
+
+
+def test_hub_name_served_from_the_cache_in_offline_mode(tmp_path, monkeypatch):
+    import datasets
+
+    datasets.DatasetDict({"train": _pq_dataset(), "test": _pq_dataset(4)}).save_to_disk(str(tmp_path / "cache"))
+    calls = []
+
+    def cached_load_dataset(name, config=None):  # stands in for the Hub cache: Arrow files on disk
+        calls.append((name, config))
+        return datasets.load_from_disk(str(tmp_path / "cache"))
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets, "load_dataset", cached_load_dataset)
+    monkeypatch.setattr("pipeline.data.hf.hub_reachable", lambda *a, **k: pytest.fail("probed while offline"))
+    p = prepare(DataConfig(source="hf:someone/tiny:default"), tmp_path / "o")
+    again = prepare(DataConfig(source="hf:someone/tiny:default"), tmp_path / "o")
+    assert calls[0] == ("someone/tiny", "default") and (p.meta.n_train, p.meta.n_test) == (8, 4) and again.cached
