@@ -79,8 +79,9 @@ def _quality_metrics(trained, cfg: EvaluateConfig, samples: np.ndarray, shape) -
     train_x, _ = open_split(data.path, "train")
     n_real = min(len(test_x), cfg.num_samples)
     real = _cached_features(ctx, ext, "test", test_x[np.arange(n_real)], shape)
-    feats = Features(ext.label, real=real, fake=extract(ext.features, samples, shape),
-                     fake_logits=extract(ext.logits, samples, shape) if ext.logits else None)
+    par = dict(workers=cfg.workers, address=trained.cfg.resources.ray_address)
+    feats = Features(ext.label, real=real, fake=extract(ext.features, samples, shape, **par),
+                     fake_logits=extract(ext.logits, samples, shape, **par) if ext.logits else None)
     results = [METRICS[m](feats) for m in cfg.metrics]
     n_floor = min(len(train_x), n_real)
     started = time.perf_counter()

@@ -67,10 +67,30 @@ def get_extractor(name: str, ctx: Context) -> Extractor:
 
 @torch.no_grad()
 def extract(fn: Callable[[Tensor], Tensor], x: np.ndarray | Tensor, shape: tuple[int, ...],
-            batch: int = 500) -> Tensor:
-    """Apply ``fn`` to ``x`` (N, *shape) in chunks; float32 output on the CPU."""
-    xs = torch.as_tensor(np.asarray(x, dtype=np.float32)).reshape(-1, *shape)
-    return torch.cat([fn(chunk).float().cpu() for chunk in xs.split(batch)])
+            batch: int = 500, workers: int = 1, address: str | None = None) -> Tensor:
+    """Apply ``fn`` to ``x`` (N, *shape) in chunks; float32 output on the CPU.
+
+    With ``workers > 1`` the chunks are Ray tasks (the extractor is shipped once with ``ray.put``);
+    features come back in order, so the metrics are the same as in-process.
+    """
+    xs = torch.as_tensor(np.array(x, dtype=np.float32)).reshape(-1, *shape)
+    chunks = list(xs.split(batch))
+    if workers <= 1 or len(chunks) == 1:
+        return torch.cat([fn(chunk).float().cpu() for chunk in chunks])
+    import ray
+
+    from pipeline.ray_utils import check_resources, ensure_ray
+
+    ensure_ray(address)
+    check_resources(workers, 1.0)
+    fn_ref = ray.put(fn)
+    task = ray.remote(_apply).options(num_cpus=1, max_retries=3)
+    return torch.cat(ray.get([task.remote(fn_ref, chunk) for chunk in chunks]))
+
+
+@torch.no_grad()
+def _apply(fn: Callable[[Tensor], Tensor], chunk: Tensor) -> Tensor:
+    return fn(chunk).float().cpu()
 
 
 @register_extractor("identity")

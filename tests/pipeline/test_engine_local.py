@@ -93,3 +93,17 @@ def test_nan_loss_stops_with_step_and_checkpoint(tmp_path, digits):
     cfg = _cfg(tmp_path, "train.lr=1e38", "train.epochs=4")
     with pytest.raises(TrainingDiverged, match=r"step \d+.*last good checkpoint"):
         train(cfg, digits)
+
+
+def test_persistent_chains_are_checkpointed_and_resumed(tmp_path, digits):
+    cfg = _cfg(tmp_path, "model.persistent=true", "model.persistent_chains=30", "train.epochs=1")
+    result = train(cfg, digits)
+    chains = load_trained(result.run_dir).recipe.chains
+    assert chains is not None and chains.shape == (30, 64) and set(chains.unique().tolist()) <= {0.0, 1.0}
+    straight = train(_cfg(tmp_path / "s", "model.persistent=true", "model.persistent_chains=30",
+                          "train.epochs=2"), digits)
+    resumed = train(_cfg(tmp_path, "model.persistent=true", "model.persistent_chains=30", "train.epochs=2"),
+                    digits, resume=True)
+    a, b = load_trained(straight.run_dir).recipe, load_trained(resumed.run_dir).recipe
+    assert torch.equal(a.chains, b.chains)
+    assert torch.allclose(a.modules["model"].W, b.modules["model"].W, atol=1e-6)
