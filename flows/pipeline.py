@@ -3,27 +3,19 @@ logic stays in ``pipeline/``. Tasks pass paths and small dicts, never tensors, s
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
+from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.tasks import exponential_backoff
 
 from flows.artifacts import ProgressRelay, artifact_key, publish_epochs, publish_metrics, publish_report
 from pipeline.config import DataConfig, EvaluateConfig, RunConfig, SampleConfig
 
 
-def _prepared_marker(context: Any, parameters: dict[str, Any]) -> str:
-    """Part of the cache key: the prepared dataset's fingerprint, so a deleted output is a miss."""
-    meta = Path(parameters["out_dir"]) / "meta.json"
-    return meta.read_text() if meta.exists() else f"missing-{uuid.uuid4()}"
-
-
-@task(name="prepare-data", cache_expiration=timedelta(days=30),
-      cache_policy=INPUTS + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_prepared_marker),
+@task(name="prepare-data", cache_policy=INPUTS + TASK_SOURCE, cache_expiration=timedelta(days=30),
       persist_result=True, retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
 def prepare_data_task(data: DataConfig, out_dir: str) -> str:
     """Prepare the dataset (cached: same spec and code ⇒ the stored path is returned)."""
@@ -88,14 +80,23 @@ def _data_dir(cfg: RunConfig) -> str:
     return str(default_data_dir(cfg))
 
 
+def _prepare(config: RunConfig) -> str:
+    """The prepared data's path; a cache hit whose output was deleted since is prepared again."""
+    path = prepare_data_task(config.data, _data_dir(config))
+    if not (Path(path) / "meta.json").exists():
+        get_run_logger().warning("cached prepared data %s is gone; preparing it again", path)
+        path = prepare_data_task.with_options(refresh_cache=True)(config.data, _data_dir(config))
+    return path
+
+
 @flow(name="prepare-data")
 def prepare_data(config: RunConfig) -> str:
-    return prepare_data_task(config.data, _data_dir(config))
+    return _prepare(config)
 
 
 @flow(name="train")
 def train_flow(config: RunConfig) -> dict[str, Any]:
-    return train_task(config, prepare_data_task(config.data, _data_dir(config)))
+    return train_task(config, _prepare(config))
 
 
 @flow(name="sample")
@@ -116,7 +117,7 @@ def report_flow(run_dir: str) -> str:
 @flow(name="boltzgan-pipeline")
 def pipeline(config: RunConfig) -> dict[str, Any]:
     """prepare → train → sample → evaluate → report for one RunConfig (a form in the Prefect UI)."""
-    data_path = prepare_data_task(config.data, _data_dir(config))
+    data_path = _prepare(config)
     trained = train_task(config, data_path)
     run_dir = trained["run_dir"]
     sample_task(run_dir, config.sample, config.run_name)

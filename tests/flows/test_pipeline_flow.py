@@ -64,3 +64,15 @@ def test_a_failing_stage_is_retried(tmp_path, prefect_harness, monkeypatch):
     monkeypatch.setattr(sampling, "sample", flaky)
     out = pipeline(_cfg(tmp_path, "output.run_name=retry"))
     assert len(calls) == 2 and Path(out["report"]).exists()
+
+
+def test_deleted_prepared_data_is_prepared_again(tmp_path, prefect_harness):
+    import shutil
+
+    from flows.pipeline import prepare_data
+
+    cfg = _cfg(tmp_path, "output.run_name=gone")
+    first = prepare_data(cfg)
+    shutil.rmtree(first)
+    again = prepare_data(cfg)
+    assert again == first and (Path(again) / "meta.json").exists()

@@ -34,19 +34,11 @@ def digits(tmp_path_factory):
     return prepare(_cfg(root).data, root / "digits")
 
 
-@pytest.fixture
-def local_ray():
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
 def _weights(run_dir) -> dict[str, torch.Tensor]:
     return load_trained(run_dir).recipe.modules["model"].state_dict()
 
 
-def test_two_workers_take_the_same_steps_as_one(tmp_path, digits, local_ray):
+def test_two_workers_take_the_same_steps_as_one(tmp_path, digits, fresh_ray):
     """Same global batches + loss weights ⇒ DDP's averaged update equals the single-process one."""
     one = train(_cfg(tmp_path / "one", "resources.num_workers=0"), digits)
     events = []
@@ -70,7 +62,7 @@ def _kill_one_worker_after_checkpoint(run_dir: Path, killed: list[int]) -> None:
         time.sleep(0.05)
 
 
-def test_killed_worker_resumes_from_last_checkpoint(tmp_path, digits, local_ray):
+def test_killed_worker_resumes_from_last_checkpoint(tmp_path, digits, fresh_ray):
     cfg = _cfg(tmp_path, "resources.num_workers=2", "resources.max_failures=2", "train.epochs=12",
                "model.n_hidden=200", "model.negative=gibbs")
     killed: list[int] = []
@@ -87,6 +79,7 @@ def test_workers_spread_over_two_nodes(tmp_path, digits):
     from ray.cluster_utils import Cluster
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     cluster.add_node(num_cpus=1)
     cluster.add_node(num_cpus=1)

@@ -98,18 +98,9 @@ def test_unknown_extractor_is_named(digits, tmp_path):
 
 
 @pytest.mark.ray
-def test_feature_extraction_on_two_ray_workers_equals_in_process(digits, tmp_path):
-    import os
-
-    import ray
-
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        x, _ = open_split(digits.path, "test")
-        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
-        here = extract(net, x[np.arange(300)], (1, 8, 8), batch=100)
-        spread = extract(net, x[np.arange(300)], (1, 8, 8), batch=100, workers=2)
-        assert torch.allclose(here, spread, atol=1e-6)
-    finally:
-        ray.shutdown()
+def test_feature_extraction_on_two_ray_workers_equals_in_process(digits, tmp_path, fresh_ray):
+    x, _ = open_split(digits.path, "test")
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
+    here = extract(net, x[np.arange(300)], (1, 8, 8), batch=100)
+    spread = extract(net, x[np.arange(300)], (1, 8, 8), batch=100, workers=2)
+    assert torch.allclose(here, spread, atol=1e-6)

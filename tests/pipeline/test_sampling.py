@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -73,30 +72,23 @@ def test_bad_settings_are_named(overrides, match):
 
 
 @pytest.mark.ray
-def test_one_and_two_ray_workers_give_the_identical_sample(tmp_path):
-    import ray
+def test_one_and_two_ray_workers_give_the_identical_sample(tmp_path, fresh_ray):
+    cfg = SampleConfig(chains=40, steps=30, burn_in=10, thin=5, chains_per_block=10, seed=3)
+    out = {}
+    for workers in (0, 1, 2):
+        run_chains(_tiny_rbm(), GibbsSampler(), cfg.model_copy(update={"workers": workers}),
+                   tmp_path / str(workers) / "samples", (6,))
+        out[workers] = load_samples(tmp_path / str(workers))
+    assert np.array_equal(out[0], out[1]) and np.array_equal(out[1], out[2])
+    with pytest.raises(UserError, match="resources"):
+        run_chains(_tiny_rbm(), GibbsSampler(), cfg.model_copy(update={"workers": 3}), tmp_path / "x", (6,))
+    from models.ais import base_rate_bias, schedule
+    from pipeline.sampling import parallel_ais_log_weights
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        cfg = SampleConfig(chains=40, steps=30, burn_in=10, thin=5, chains_per_block=10, seed=3)
-        out = {}
-        for workers in (0, 1, 2):
-            run_chains(_tiny_rbm(), GibbsSampler(), cfg.model_copy(update={"workers": workers}),
-                       tmp_path / str(workers) / "samples", (6,))
-            out[workers] = load_samples(tmp_path / str(workers))
-        assert np.array_equal(out[0], out[1]) and np.array_equal(out[1], out[2])
-        with pytest.raises(UserError, match="resources"):
-            run_chains(_tiny_rbm(), GibbsSampler(), cfg.model_copy(update={"workers": 3}), tmp_path / "x", (6,))
-        from models.ais import base_rate_bias, schedule
-        from pipeline.sampling import parallel_ais_log_weights
-
-        args = (_tiny_rbm(), base_rate_bias(torch.full((6,), 0.4)), schedule("linear:50"), 60)
-        here = parallel_ais_log_weights(*args, workers=0, seed=5, runs_per_block=20)
-        on_two = parallel_ais_log_weights(*args, workers=2, seed=5, runs_per_block=20)
-        assert torch.equal(here, on_two)  # AIS merged over 2 Ray workers = AIS in one process
-    finally:
-        ray.shutdown()
+    args = (_tiny_rbm(), base_rate_bias(torch.full((6,), 0.4)), schedule("linear:50"), 60)
+    here = parallel_ais_log_weights(*args, workers=0, seed=5, runs_per_block=20)
+    on_two = parallel_ais_log_weights(*args, workers=2, seed=5, runs_per_block=20)
+    assert torch.equal(here, on_two)  # AIS merged over 2 Ray workers = AIS in one process
 
 
 def test_parallel_ais_blocks_do_not_depend_on_the_worker_count():
