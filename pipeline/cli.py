@@ -91,24 +91,13 @@ def run(preset: str, set_: SetOpt = None) -> None:
                       "and run again; open http://127.0.0.1:4200.")
 
 
-@app.command()
-def sample(run_dir: Path,
-           chains: Annotated[Optional[int], typer.Option(help="Number of chains.")] = None,
-           steps: Annotated[Optional[int], typer.Option(help="Transitions per chain.")] = None,
-           workers: Annotated[Optional[int], typer.Option(help="Ray workers (0 = in this process).")] = None,
-           set_: SetOpt = None) -> None:
-    """Run MCMC chains of a trained run in parallel; writes RUN_DIR/samples and diagnostics."""
-    from pipeline.config import load_config_file
-    from pipeline.progress import RichProgress
-    from pipeline.sampling import sample as sample_stage
+def _sample_command() -> None:
+    from pipeline.cli_sample import sample_cmd
 
-    cfg = load_config_file(run_dir / "config.yaml", set_).sample
-    updates = {k: v for k, v in dict(chains=chains, steps=steps, workers=workers).items() if v is not None}
-    cfg = cfg.model_validate(cfg.model_dump() | updates)
-    with RichProgress(console, "sampling") as bar:
-        result = sample_stage(run_dir, cfg, progress=bar.update)
-    console.print(f"samples: {result.path} ({result.chains} chains × {result.draws_per_chain} draws, "
-                  f"{result.seconds:.1f} s); diagnostics: {result.diagnostics}", highlight=False)
+    app.command("sample")(sample_cmd)
+
+
+_sample_command()
 
 
 @app.command()

@@ -1,13 +1,15 @@
 """Starting or joining Ray, and checking that a request can be placed before asking for it.
 
 Ray waits forever for resources that do not exist (ray #45909), so every stage that launches
-workers calls :func:`check_resources` first and fails with what *is* available.
+workers calls :func:`check_resources` first and fails with what *is* there.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+from typing import Any
 
 from pipeline.errors import ResourceError
 
@@ -20,23 +22,46 @@ def ensure_ray(address: str | None = None) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, loopback-only instance
-    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
     if address:
         ray.init(address=address, **kwargs)
     else:
         ray.init(**kwargs)
 
 
-def check_resources(num_workers: int, cpus_per_worker: float, gpus_per_worker: float = 0.0) -> None:
-    """Raise ResourceError when the cluster's totals cannot hold ``num_workers`` such workers."""
+def workers_that_fit(nodes: list[dict[str, Any]], cpus_per_worker: float, gpus_per_worker: float = 0.0) -> int:
+    """How many such workers the alive nodes can hold at once (a worker cannot span nodes)."""
+    fit = 0
+    for node in nodes:
+        if not node.get("Alive", True):
+            continue
+        res = node.get("Resources", {})
+        n = math.floor(res.get("CPU", 0.0) / cpus_per_worker + 1e-9) if cpus_per_worker > 0 else math.inf
+        if gpus_per_worker > 0:
+            n = min(n, math.floor(res.get("GPU", 0.0) / gpus_per_worker + 1e-9))
+        fit += 0 if n == math.inf else n
+    return fit
+
+
+def check_resources(num_workers: int, cpus_per_worker: float, gpus_per_worker: float = 0.0,
+                    setting: str | None = None) -> None:
+    """Raise ResourceError when the cluster cannot place ``num_workers`` such workers at once.
+
+    ``setting`` is the config key of the worker count (e.g. ``sample.workers``), named in the error.
+    """
     import ray
 
+    if num_workers <= 0:
+        return
+    nodes = [n for n in ray.nodes() if n.get("Alive", True)]
+    fit = workers_that_fit(nodes, cpus_per_worker, gpus_per_worker)
+    if fit >= num_workers:
+        return
     total = ray.cluster_resources()
     cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
-    need_cpu, need_gpu = num_workers * cpus_per_worker, num_workers * gpus_per_worker
-    if need_cpu > cpus or need_gpu > gpus:
-        raise ResourceError(
-            f"resources: {num_workers} worker(s) × ({cpus_per_worker} CPU, {gpus_per_worker} GPU) need "
-            f"{need_cpu:g} CPU and {need_gpu:g} GPU, but the Ray cluster has {cpus:g} CPU and {gpus:g} GPU. "
-            f"Lower resources.num_workers / resources.cpus_per_worker, set resources.use_gpu=false, "
-            f"or join a larger cluster with resources.ray_address.")
+    lower = f"lower {setting} to {fit} or less" if setting and fit > 0 else "use fewer workers"
+    raise ResourceError(
+        f"resources: {num_workers} worker(s) × ({cpus_per_worker:g} CPU, {gpus_per_worker:g} GPU) cannot be "
+        f"placed: the Ray cluster has {cpus:g} CPU and {gpus:g} GPU in {len(nodes)} node(s), room for "
+        f"{fit} such worker(s). Fix: {lower} or fewer CPUs/GPUs per worker (GPU off on a CPU-only cluster), "
+        f"or join a larger cluster (resources.ray_address or RAY_ADDRESS).")

@@ -4,21 +4,24 @@ Chains are cut into fixed blocks of ``sample.chains_per_block``; block b draws a
 from a generator seeded by (seed, b) and runs single-threaded, so a seed reproduces the whole
 sample bit for bit on any number of workers. Each block is written to its own ``.npz`` file (atomically) by
 the worker that ran it, so samples never pile up in the driver; the driver reads back only the
-energy traces to compute R-hat/ESS over all chains at once.
+energy traces to compute R-hat/ESS over all chains at once. The manifest is written last: a
+``samples/`` directory without one is incomplete and is not read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from models import diagnostics
 from models.samplers.base import Sampler
@@ -28,6 +31,10 @@ from pipeline.errors import UserError
 
 MANIFEST = "manifest.json"
 DIAGNOSTICS = "diagnostics.json"
+AIS_STREAM = 0xA15  # keeps AIS streams apart from chain streams of the same seed
+
+Progress = Callable[[dict[str, Any]], None]
+RunFn = Callable[[nn.Module, int, torch.Generator], Tensor]
 
 
 @dataclass
@@ -52,6 +59,17 @@ def blocks_of(cfg: SampleConfig) -> list[Block]:
     return [Block(i, s, min(per, cfg.chains - s)) for i, s in enumerate(range(0, cfg.chains, per))]
 
 
+def block_path(out_dir: str | Path, index: int) -> Path:
+    return Path(out_dir) / f"block-{index:05d}.npz"
+
+
+def block_generator(seed: int, *stream: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """The generator of one block: seeded by a SeedSequence hash of (seed, block, ...), not seed + b,
+    so neighbouring seeds do not share streams."""
+    state = int(np.random.SeedSequence([seed, *stream]).generate_state(1)[0])
+    return torch.Generator(device=device).manual_seed(state)
+
+
 def validate(cfg: SampleConfig) -> None:
     """Re-check the section's rules (``model_copy(update=...)`` skips pydantic validation)."""
     from pydantic import ValidationError
@@ -59,7 +77,14 @@ def validate(cfg: SampleConfig) -> None:
     try:
         SampleConfig.model_validate(cfg.model_dump())
     except ValidationError as exc:
-        raise UserError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+        raise UserError("; ".join(_describe(e) for e in exc.errors())) from None
+
+
+def _describe(err: dict[str, Any]) -> str:
+    if not err["loc"]:  # a rule across fields: its message names them
+        return err["msg"].removeprefix("Value error, ")
+    key = "sample." + ".".join(str(p) for p in err["loc"])
+    return f"{key} = {err.get('input')!r} is invalid: {err['msg']}"  # as config errors read
 
 
 @contextlib.contextmanager
@@ -73,11 +98,19 @@ def _single_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _device(cfg: SampleConfig) -> str:
+    """A block runs on a GPU when the section asks for one and the worker has one (Ray sets
+    CUDA_VISIBLE_DEVICES per task). GPU streams differ from CPU streams, so a seed reproduces a
+    sample per device type, still for any worker count."""
+    return "cuda" if cfg.gpus_per_worker > 0 and torch.cuda.is_available() else "cpu"
+
+
 def run_block(model: nn.Module, sampler: Sampler, block: Block, cfg: SampleConfig, out_dir: str,
               data_shape: tuple[int, ...]) -> str:
     """Run one block of chains; write ``block-NNNNN.npz`` (x: kept draws, energy: full trace)."""
-    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.seed, block.index]).generate_state(1)[0]))
-    keep = [t for t in range(cfg.burn_in, cfg.steps) if (t - cfg.burn_in) % cfg.thin == 0]
+    device = _device(cfg)
+    model = model.to(device)
+    gen = block_generator(cfg.seed, block.index, device=device)
     energy = np.zeros((block.n_chains, cfg.steps))
     draws = []
     with _single_thread(), torch.no_grad():
@@ -85,35 +118,48 @@ def run_block(model: nn.Module, sampler: Sampler, block: Block, cfg: SampleConfi
         for t in range(cfg.steps):
             state = sampler.step(model, state, 1, gen)
             energy[:, t] = state.energy.double().cpu().numpy()
-            if t in keep:
-                draws.append(sampler.to_data(model, state).float().cpu().numpy().reshape(block.n_chains, *data_shape))
-    x = np.stack(draws, axis=1)  # (chains, draws, *data_shape)
+            if t >= cfg.burn_in and (t - cfg.burn_in) % cfg.thin == 0:
+                x = sampler.to_data(model, state).float().cpu().numpy()
+                draws.append(x.reshape(block.n_chains, *data_shape))
     accepted = state.acceptance_rate()
-    path = Path(out_dir) / f"block-{block.index:05d}.npz"
-    with artifacts.atomic_path(path) as tmp:
-        with tmp.open("wb") as f:
-            np.savez(f, x=x, energy=energy,
-                     acceptance=accepted.cpu().numpy() if accepted is not None else np.array([]))
+    path = block_path(out_dir, block.index)
+    with artifacts.atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez(f, x=np.stack(draws, axis=1), energy=energy,  # x: (chains, draws, *data_shape)
+                 acceptance=accepted.cpu().numpy() if accepted is not None else np.array([]))
     return str(path)
 
 
 def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: str | Path,
-               data_shape: tuple[int, ...], progress: Callable[[dict[str, Any]], None] | None = None,
+               data_shape: tuple[int, ...], progress: Progress | None = None,
                ray_address: str | None = None) -> SampleSet:
-    """Run all blocks (in-process when ``workers == 0``, else as Ray tasks) and write diagnostics."""
+    """Run all blocks (in-process when ``workers == 0``, else as Ray tasks) and write diagnostics.
+
+    This is the stage without a run directory: any model with a sampler, any output directory.
+    """
     validate(cfg)
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob("block-*.npz"):
-        stale.unlink()
+    _clear(out_dir)
     blocks = blocks_of(cfg)
     total = cfg.chains * cfg.steps
     model = model.cpu().eval()
-    runner = _run_in_process if cfg.workers == 0 else _run_on_ray
-    runner(model, sampler, blocks, cfg, out_dir, tuple(data_shape), lambda done: progress and progress(
-        {"kind": "sample", "done": done, "total": total}), ray_address)
-    missing = [b.index for b in blocks if not (out_dir / f"block-{b.index:05d}.npz").exists()]
+    shape = tuple(data_shape)
+    done = 0
+
+    def finished(block: Block) -> None:
+        nonlocal done
+        done += block.n_chains * cfg.steps
+        if progress:
+            progress({"kind": "sample", "done": done, "total": total})
+
+    if cfg.workers == 0:
+        for block in blocks:
+            run_block(model, sampler, block, cfg, str(out_dir), shape)
+            finished(block)
+    else:
+        _run_on_ray(model, sampler, blocks, cfg, out_dir, shape, finished, ray_address)
+    _clear_partial(out_dir)  # temporary files of workers that died while writing
+    missing = [b.index for b in blocks if not block_path(out_dir, b.index).exists()]
     if missing:
         raise UserError(f"sample: blocks {missing} were not written to {out_dir}; re-run the stage")
     diag = _diagnostics(out_dir, blocks, cfg) if cfg.diagnostics else {}
@@ -122,45 +168,63 @@ def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: s
     artifacts.write_json(out_dir / MANIFEST, {
         "chains": cfg.chains, "steps": cfg.steps, "burn_in": cfg.burn_in, "thin": cfg.thin, "seed": cfg.seed,
         "sampler": getattr(sampler, "name", type(sampler).__name__), "blocks": len(blocks),
-        "chains_per_block": cfg.chains_per_block, "workers": cfg.workers, "shape": list(data_shape),
-        "draws_per_chain": n_draws, "seconds": seconds, "chain_steps_per_sec": total / max(seconds, 1e-9)})
-    return SampleSet(str(out_dir), cfg.chains, n_draws, tuple(data_shape), diag, seconds)
+        "chains_per_block": cfg.chains_per_block, "workers": cfg.workers, "shape": list(shape),
+        "device": _device(cfg), "draws_per_chain": n_draws, "seconds": seconds,
+        "chain_steps_per_sec": total / max(seconds, 1e-9)})
+    return SampleSet(str(out_dir), cfg.chains, n_draws, shape, diag, seconds)
 
 
-def _run_in_process(model, sampler, blocks, cfg, out_dir, shape, tick, _address) -> None:
-    for i, block in enumerate(blocks):
-        run_block(model, sampler, block, cfg, str(out_dir), shape)
-        tick(sum(b.n_chains for b in blocks[: i + 1]) * cfg.steps)
+def _clear(out_dir: Path) -> None:
+    """Remove an earlier sample: the manifest first, so a crash mid-run never looks complete."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in (MANIFEST, DIAGNOSTICS):
+        (out_dir / name).unlink(missing_ok=True)
+    for stale in out_dir.glob("block-*.npz"):
+        stale.unlink()
+    _clear_partial(out_dir)
 
 
-def _run_on_ray(model, sampler, blocks, cfg, out_dir, shape, tick, address) -> None:
-    """Blocks as Ray tasks, at most ``workers`` at a time; a task whose worker dies is retried."""
+def _clear_partial(out_dir: Path) -> None:
+    for tmp in out_dir.glob(".block-*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def _run_on_ray(model: nn.Module, sampler: Sampler, blocks: list[Block], cfg: SampleConfig, out_dir: Path,
+                shape: tuple[int, ...], finished: Callable[[Block], None], address: str | None) -> None:
+    """Blocks as Ray tasks, at most ``workers`` at a time; a task whose worker dies is re-run."""
     import ray
 
     from pipeline.ray_utils import check_resources, ensure_ray
 
     ensure_ray(address)
-    check_resources(cfg.workers, cfg.cpus_per_worker, cfg.gpus_per_worker)
+    check_resources(cfg.workers, cfg.cpus_per_worker, cfg.gpus_per_worker, "sample.workers")
     task = ray.remote(run_block).options(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker,
                                          max_retries=3, retry_exceptions=False)
-    model_ref, sampler_ref = ray.put(model), ray.put(sampler)
-    pending, queue, done = {}, list(blocks), 0
+    model_ref, sampler_ref = ray.put(model), ray.put(sampler)  # shipped once, shared by every task
+    submit = [functools.partial(task.remote, model_ref, sampler_ref, b, cfg, str(out_dir), shape) for b in blocks]
+    _bounded(submit, cfg.workers, lambda i, _: finished(blocks[i]))
+
+
+def _bounded(submit: Sequence[Callable[[], Any]], limit: int, on_done: Callable[[int, Any], None]) -> None:
+    """Launch Ray tasks keeping at most ``limit`` in flight; ``on_done(i, result)`` as each finishes."""
+    import ray
+
+    pending: dict[Any, int] = {}
+    queue = list(range(len(submit)))
     while queue or pending:
-        while queue and len(pending) < cfg.workers:
-            block = queue.pop(0)
-            pending[task.remote(model_ref, sampler_ref, block, cfg, str(out_dir), shape)] = block
+        while queue and len(pending) < limit:
+            i = queue.pop(0)
+            pending[submit[i]()] = i
         ready, _ = ray.wait(list(pending), num_returns=1)
-        block = pending.pop(ready[0])
-        ray.get(ready[0])
-        done += block.n_chains * cfg.steps
-        tick(done)
+        i = pending.pop(ready[0])
+        on_done(i, ray.get(ready[0]))
 
 
 def _diagnostics(out_dir: Path, blocks: list[Block], cfg: SampleConfig) -> dict[str, Any]:
     """R-hat/ESS of the post-burn-in energy traces of all chains together, plus acceptance rates."""
     traces, accept = [], []
     for b in blocks:
-        with np.load(out_dir / f"block-{b.index:05d}.npz") as f:
+        with np.load(block_path(out_dir, b.index)) as f:
             traces.append(f["energy"][:, cfg.burn_in:])
             accept.append(f["acceptance"])
     trace = np.concatenate(traces)
@@ -172,8 +236,7 @@ def _diagnostics(out_dir: Path, blocks: list[Block], cfg: SampleConfig) -> dict[
     return out
 
 
-def sample(run_dir: str | Path, cfg: SampleConfig | None = None,
-           progress: Callable[[dict[str, Any]], None] | None = None) -> SampleSet:
+def sample(run_dir: str | Path, cfg: SampleConfig | None = None, progress: Progress | None = None) -> SampleSet:
     """The stage: chains of the trained model of ``run_dir`` into ``run_dir/samples``."""
     from pipeline.trained import load_trained
 
@@ -185,47 +248,68 @@ def sample(run_dir: str | Path, cfg: SampleConfig | None = None,
 
 
 def load_samples(run_dir: str | Path, limit: int | None = None) -> np.ndarray:
-    """(N, *shape) samples: the last draw of every chain first, then earlier draws, up to ``limit``."""
+    """(N, *shape) samples: the last draw of every chain first, then earlier draws, up to ``limit``.
+
+    Only the draws needed for ``limit`` are kept while reading the blocks.
+    """
     out_dir = Path(run_dir) / "samples"
-    files = sorted(out_dir.glob("block-*.npz"))
-    if not files:
-        raise UserError(f"sample: no samples in {out_dir}; run `boltzgan sample {run_dir}` first")
+    if not (out_dir / MANIFEST).exists():
+        raise UserError(f"sample: no complete sample in {out_dir} (no {MANIFEST}); "
+                        f"run `boltzgan sample {run_dir}` first")
+    manifest = artifacts.read_json(out_dir / MANIFEST)
+    keep = manifest["draws_per_chain"] if not limit else min(manifest["draws_per_chain"],
+                                                             math.ceil(limit / manifest["chains"]))
     xs = []
-    for path in files:
-        with np.load(path) as f:
-            xs.append(f["x"])
+    for b in range(manifest["blocks"]):
+        with np.load(block_path(out_dir, b)) as f:
+            xs.append(f["x"][:, -keep:].copy())  # not a view: the full block is freed
     x = np.concatenate(xs)  # (chains, draws, *shape)
     ordered = np.concatenate([x[:, d] for d in range(x.shape[1] - 1, -1, -1)])
     return ordered[:limit] if limit else ordered
 
 
-def _ais_block(model: nn.Module, base: torch.Tensor, betas: torch.Tensor, runs: int, seed: int,
-               index: int) -> torch.Tensor:
-    from models.ais import ais_log_weights
-
-    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index, 0xA15]).generate_state(1)[0]))
+# ------------------------------------------------------------------------------------- parallel AIS
+def ais_block(model: nn.Module, run_fn: RunFn, n_runs: int, seed: int, index: int) -> Tensor:
+    """Raw log-weights of block ``index`` of AIS runs, from its own seeded stream."""
     with _single_thread():
-        return ais_log_weights(model, base, betas, runs, gen)
+        return run_fn(model, n_runs, block_generator(seed, index, AIS_STREAM))
 
 
-def parallel_ais_log_weights(model: nn.Module, base: torch.Tensor, betas: torch.Tensor, runs: int,
-                             workers: int, seed: int, address: str | None = None,
-                             runs_per_block: int = 25) -> torch.Tensor:
-    """Raw AIS log-weights of ``runs`` runs in seeded blocks, on ``workers`` Ray workers (0/1: here).
+def parallel_ais(model: nn.Module, run_fn: RunFn, n_runs: int, workers: int, seed: int,
+                 address: str | None = None, runs_per_block: int = 25) -> Tensor:
+    """Raw log-weights of ``n_runs`` AIS runs in seeded blocks, on ``workers`` Ray workers (0/1: here).
 
-    The driver merges them with one log-sum-exp (:func:`models.ais.combine_log_weights`); the
-    result is identical for any worker count.
+    ``run_fn(model, n, generator) -> (n,)`` log-weights (e.g. :func:`models.ais.ais_log_weights` with
+    its base model and schedule bound). The caller merges the weights of all blocks with one
+    log-sum-exp (:func:`models.ais.combine_log_weights`): averaging per-worker log Ẑ would be biased
+    low (Jensen). The weights are identical for any worker count.
     """
-    sizes = [min(runs_per_block, runs - s) for s in range(0, runs, runs_per_block)]
+    sizes = [min(runs_per_block, n_runs - s) for s in range(0, n_runs, runs_per_block)]
     if workers <= 1:
-        return torch.cat([_ais_block(model, base, betas, n, seed, i) for i, n in enumerate(sizes)])
+        return torch.cat([ais_block(model, run_fn, n, seed, i) for i, n in enumerate(sizes)])
     import ray
 
     from pipeline.ray_utils import check_resources, ensure_ray
 
     ensure_ray(address)
     check_resources(workers, 1.0)
-    task = ray.remote(_ais_block).options(num_cpus=1, max_retries=3)
-    refs = [ray.put(model), ray.put(base), ray.put(betas)]
-    futures = [task.remote(*refs, n, seed, i) for i, n in enumerate(sizes)]
-    return torch.cat(ray.get(futures))
+    task = ray.remote(ais_block).options(num_cpus=1, max_retries=3, retry_exceptions=False)
+    model_ref, fn_ref = ray.put(model), ray.put(run_fn)
+    submit = [functools.partial(task.remote, model_ref, fn_ref, n, seed, i) for i, n in enumerate(sizes)]
+    out: list[Tensor | None] = [None] * len(sizes)
+    _bounded(submit, workers, out.__setitem__)
+    return torch.cat(out)
+
+
+def _rbm_ais_run(model: nn.Module, n_runs: int, generator: torch.Generator, *, base: Tensor,
+                 betas: Tensor) -> Tensor:
+    from models.ais import ais_log_weights
+
+    return ais_log_weights(model, base, betas, n_runs, generator)
+
+
+def parallel_ais_log_weights(model: nn.Module, base: Tensor, betas: Tensor, runs: int, workers: int, seed: int,
+                             address: str | None = None, runs_per_block: int = 25) -> Tensor:
+    """:func:`parallel_ais` of RBM AIS (:func:`models.ais.ais_log_weights`) from the base-rate model ``base``."""
+    run_fn = functools.partial(_rbm_ais_run, base=base, betas=betas)
+    return parallel_ais(model, run_fn, runs, workers, seed, address, runs_per_block)

@@ -47,6 +47,7 @@ def wasserstein_critic(real: Tensor, fake: Tensor) -> Tensor:
 
 
 def wasserstein_generator(fake: Tensor) -> Tensor:
+    """−E f(G(z)): also the generator loss of the hinge GAN (Miyato et al. 2018, eq. 17)."""
     return -fake.mean()
 
 
@@ -64,6 +65,7 @@ for _name, _d, _g in [("minimax", bce_discriminator, minimax_generator),
 
 
 def gan_loss(name: str) -> GANLoss:
+    """The registered loss pair ``name`` (minimax, nonsaturating, wgan, wgan-gp, hinge)."""
     return lookup("gan_loss", name)
 
 
@@ -74,7 +76,11 @@ def interpolates(real: Tensor, fake: Tensor, generator: torch.Generator | None =
 
 
 def gradient_penalty(critic_out: Tensor, x_hat: Tensor, weight: float = 10.0) -> Tensor:
-    """λ · E[(‖∇_x̂ f(x̂)‖₂ − 1)²], differentiable w.r.t. the critic's parameters."""
+    """λ · E[(‖∇_x̂ f(x̂)‖₂ − 1)²] (Gulrajani et al. 2017, eq. 3), differentiable w.r.t. the critic.
+
+    ``critic_out`` must be the per-example critic values at ``x_hat`` (a critic without batch
+    statistics, so that example i's output depends on x̂_i alone).
+    """
     (grad,) = torch.autograd.grad(critic_out.sum(), x_hat, create_graph=True)
     return weight * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 

@@ -1,4 +1,10 @@
-"""GAN networks sized from the data: MLPs (toys, 8×8 digits) and DCGAN (Radford et al. 2015)."""
+"""GAN networks sized from the data: MLPs (toys, 8×8 digits) and DCGAN (Radford et al. 2015).
+
+Discriminators return one logit (or critic value) per example. Spectral normalisation (Miyato et
+al. 2018) is a switch on every discriminator layer. The DCGAN discriminator has no batch norm:
+batch statistics would couple the examples of one forward pass, which both breaks the gradient
+penalty (per-example gradients) and the single forward over real and fake examples concatenated.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ def _sn(layer: nn.Module, on: bool) -> nn.Module:
 
 
 class MLPGenerator(nn.Module):
+    """z → ``layers`` ReLU layers of width ``hidden`` → data; tanh when the data range is bounded."""
+
     def __init__(self, latent_dim: int, shape: tuple[int, ...], hidden: int = 128, layers: int = 3,
                  bounded: bool = True):
         super().__init__()
@@ -48,7 +56,8 @@ class MLPDiscriminator(nn.Module):
 
 
 class DCGANGenerator(nn.Module):
-    """z → (4c, s/4, s/4) → transposed convs ×2 → tanh image, for sizes divisible by 4 (28, 32)."""
+    """z → (4w, H/4, W/4) → two stride-2 transposed convs → tanh image (Radford et al. 2015: batch
+    norm and ReLU in G, tanh output), for sides divisible by 4: 8×8, 28×28, 32×32, 1 or 3 channels."""
 
     def __init__(self, latent_dim: int, shape: tuple[int, int, int], width: int = 64):
         super().__init__()
@@ -81,16 +90,37 @@ class DCGANDiscriminator(nn.Module):
         return self.net(x).squeeze(1)
 
 
+@torch.no_grad()
+def dcgan_init(module: nn.Module) -> None:
+    """Radford et al. (2015) §4: weights ~ N(0, 0.02); batch-norm scales ~ N(1, 0.02), shifts 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+            weight.normal_(0.0, 0.02)
+            if m.bias is not None:
+                m.bias.zero_()
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.weight.normal_(1.0, 0.02)
+            m.bias.zero_()
+
+
 def build_networks(net: str, latent_dim: int, shape: tuple[int, ...], hidden: int, layers: int,
                    spectral: bool, bounded: bool) -> tuple[nn.Module, nn.Module]:
+    """(G, D) for ``net`` = mlp | dcgan, sized from the data ``shape`` ((2,) toys or (C, H, W))."""
     if net == "dcgan":
         if len(shape) != 3:
             raise ValueError(f"model.net=dcgan needs image data (C, H, W), got shape {shape}; use model.net=mlp")
-        return DCGANGenerator(latent_dim, shape, hidden), DCGANDiscriminator(shape, hidden, spectral)
+        G, D = DCGANGenerator(latent_dim, shape, hidden), DCGANDiscriminator(shape, hidden, spectral)
+        dcgan_init(G)
+        dcgan_init(D)
+        return G, D
+    if net != "mlp":
+        raise ValueError(f"model.net={net!r} is not one of mlp, dcgan")
     return (MLPGenerator(latent_dim, shape, hidden, layers, bounded),
             MLPDiscriminator(shape, hidden, layers, spectral))
 
 
 def sample_latent(n: int, dim: int, generator: torch.Generator | None = None, device=None) -> Tensor:
-    """z ~ N(0, I)."""
-    return torch.randn(n, dim, generator=generator, device=device)
+    """z ~ N(0, I), drawn on the generator's device and moved to ``device``."""
+    z = torch.randn(n, dim, generator=generator, device=generator.device if generator is not None else device)
+    return z if device is None else z.to(device)

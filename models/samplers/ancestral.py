@@ -1,13 +1,17 @@
 """Ancestral sampling for generators: each step draws fresh latents and maps them through G.
 
-The chain state holds the latent z; its "energy" is the latent's Gaussian energy ½‖z‖², so the
-shared diagnostics still run (draws are independent, so R-hat ≈ 1 is expected)."""
+The chain state holds the latent z ~ N(0, I); ``to_data`` is G(z). Its "energy" is the latent's
+Gaussian energy ½‖z‖², so the shared diagnostics still run (draws are independent, so R-hat ≈ 1
+is expected). All randomness comes from the passed generator, so a seeded block of chains gives the
+same samples on any number of workers.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from models.gan.networks import sample_latent
 from models.registry import register
 from models.samplers.base import ChainState, Sampler
 
@@ -20,8 +24,7 @@ class AncestralSampler(Sampler):
         self.latent_dim = latent_dim
 
     def _draw(self, model: nn.Module, n: int, generator: torch.Generator | None) -> ChainState:
-        device = next(model.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        z = sample_latent(n, self.latent_dim, generator, device=next(model.parameters()).device)
         return ChainState(layers=[z], energy=0.5 * (z**2).sum(1))
 
     @torch.no_grad()

@@ -1,13 +1,26 @@
-"""GAN recipe: alternating critic/generator steps with n_critic, separate optimisers, optional EMA
-generator; minimax, non-saturating, WGAN (clipping), WGAN-GP and hinge losses."""
+"""GAN recipe: alternating discriminator (critic) and generator steps on the engine.
+
+Each ``train_step`` is one discriminator step on the batch; every ``n_critic``-th one is followed by
+a generator step (Arjovsky et al. 2017 and Gulrajani et al. 2017 use n_critic = 5; Goodfellow et al.
+2014 and Radford et al. 2015 use 1). The count lives in ``state_dict`` so a resumed run continues
+the cycle where it stopped. G and D have separate optimisers (per-network overrides of the
+``train`` section); both are modules, so the engine's Accelerate state checkpoints them. An EMA of
+the generator's weights (Yazıcı et al. 2019) is optional and kept in the recipe state.
+
+Losses come from the registry (``models.gan.losses``): minimax, nonsaturating, wgan (weight
+clipping), wgan-gp, hinge. The paper defaults of each (optimiser, lr, betas, clip, λ, n_critic)
+are set in the presets, not here.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from models.gan.losses import clip_weights, gan_loss, gradient_penalty, interpolates
@@ -15,24 +28,47 @@ from models.gan.networks import build_networks, sample_latent
 from models.samplers.ancestral import AncestralSampler
 from models.samplers.base import Sampler
 from pipeline.config import ModelConfig, register_model_config
+from pipeline.errors import ConfigError
 from pipeline.recipes.base import Batch, Recipe, make_optimizer, register_recipe
+
+FIXED_NOISE_SEED = 1234  # the latent batch behind fixed_samples(): the same z every epoch and run
+MODE_METRIC_SAMPLES = 2500  # PacGAN §5 evaluates mode coverage on 2,500 samples
+CRITIC_LOSSES = ("wgan", "wgan-gp")  # a critic's mean difference estimates W1 (up to its Lipschitz constant)
+BCE_LOSSES = ("minimax", "nonsaturating")  # D = σ(logit) is a probability
+
+Optimizer = Literal["sgd", "adam", "rmsprop"]
 
 
 @register_model_config("gan")
 class GANConfig(ModelConfig):
     family: Literal["gan"] = "gan"
-    loss: Literal["minimax", "nonsaturating", "wgan", "wgan-gp", "hinge"] = "nonsaturating"
+    loss: Literal["minimax", "nonsaturating", "wgan", "wgan-gp", "hinge"] = Field(
+        "nonsaturating", description="minimax = log(1 − D(G(z))) (saturating); nonsaturating = −log D(G(z))")
     net: Literal["mlp", "dcgan"] = "mlp"
-    latent_dim: int = Field(64, gt=0)
+    latent_dim: int = Field(64, gt=0, description="z ~ N(0, I) of this size")
     hidden: int = Field(128, gt=0, description="MLP width, or DCGAN base channels")
     layers: int = Field(3, gt=0, description="hidden layers of the MLPs")
     n_critic: int = Field(1, gt=0, description="discriminator steps per generator step")
     clip: float | None = Field(None, gt=0, description="WGAN weight clipping c (Arjovsky 2017: 0.01)")
-    gp_lambda: float = Field(10.0, ge=0, description="WGAN-GP penalty weight (Gulrajani 2017: 10)")
-    spectral_norm: bool = False
+    gp_lambda: float = Field(10.0, ge=0, description="WGAN-GP penalty weight λ (Gulrajani 2017: 10)")
+    spectral_norm: bool = Field(False, description="spectral normalisation of every D layer (Miyato 2018)")
     ema: float | None = Field(None, gt=0, lt=1, description="EMA decay of generator weights (e.g. 0.999)")
     lr_g: float | None = Field(None, gt=0, description="generator lr (default train.lr)")
     lr_d: float | None = Field(None, gt=0, description="discriminator lr (default train.lr)")
+    betas_g: tuple[float, float] | None = Field(None, description="generator Adam betas (default train.betas)")
+    betas_d: tuple[float, float] | None = Field(None, description="discriminator Adam betas (default train.betas)")
+    optimizer_g: Optimizer | None = Field(None, description="generator optimiser (default train.optimizer)")
+    optimizer_d: Optimizer | None = Field(None, description="discriminator optimiser (default train.optimizer)")
+
+    @model_validator(mode="after")
+    def _lipschitz(self) -> GANConfig:
+        if self.loss == "wgan" and self.clip is None and not self.spectral_norm:
+            raise ValueError("model.loss=wgan needs a Lipschitz constraint on the critic: set model.clip=0.01 "
+                             "(Arjovsky et al. 2017) or model.spectral_norm=true, or use model.loss=wgan-gp")
+        if self.clip is not None and self.loss != "wgan":
+            raise ValueError(f"model.clip={self.clip} is WGAN weight clipping and model.loss={self.loss!r} does not "
+                             f"use it; remove model.clip or set model.loss=wgan")
+        return self
 
 
 @register_recipe
@@ -42,27 +78,48 @@ class GANRecipe(Recipe):
 
     def build_modules(self) -> dict[str, nn.Module]:
         m = self.mcfg
-        bounded = len(self.data.shape) == 3  # images live in a bounded range; toy points do not
-        G, D = build_networks(m.net, m.latent_dim, tuple(self.data.shape), m.hidden, m.layers,
-                              m.spectral_norm, bounded)
+        if self.cfg.train.grad_accum_steps != 1:
+            raise ConfigError(f"train.grad_accum_steps={self.cfg.train.grad_accum_steps}: the GAN family alternates "
+                              f"D and G steps per batch and does not accumulate gradients; use 1 and raise "
+                              f"train.batch_size instead")
+        bounded = len(self.data.shape) == 3  # images live in a bounded range (tanh); toy points do not
+        try:
+            G, D = build_networks(m.net, m.latent_dim, tuple(self.data.shape), m.hidden, m.layers,
+                                  m.spectral_norm, bounded)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self.loss = gan_loss(m.loss)
         self.d_steps = 0
+        self.last_g: dict[str, float] = {}
         self.ema_G = copy.deepcopy(G).requires_grad_(False) if m.ema else None
         return {"G": G, "D": D}
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        t = self.cfg.train
-        return {"G": make_optimizer(self.modules["G"].parameters(), t, lr=self.mcfg.lr_g),
-                "D": make_optimizer(self.modules["D"].parameters(), t, lr=self.mcfg.lr_d)}
+        m, t = self.mcfg, self.cfg.train
+        return {"G": make_optimizer(self.modules["G"].parameters(), t, lr=m.lr_g, kind=m.optimizer_g, betas=m.betas_g),
+                "D": make_optimizer(self.modules["D"].parameters(), t, lr=m.lr_d, kind=m.optimizer_d, betas=m.betas_d)}
 
+    def after_setup(self) -> None:
+        if self.ema_G is not None:
+            self.ema_G.to(self.device)
+
+    # ------------------------------------------------------------------ training
     def train_step(self, batch: Batch) -> dict[str, float]:
+        """One D step; a G step after every ``n_critic``-th D step.
+
+        The generator's metrics are those of its latest step, repeated on the D-only steps in
+        between, so the engine's per-epoch means are means over G steps rather than diluted by
+        n_critic. ``g_step`` is 1 on the batches where G stepped (its epoch mean is 1/n_critic).
+        """
         metrics = self._critic_step(batch)
         self.d_steps += 1
-        if self.d_steps % self.mcfg.n_critic == 0:
-            metrics |= self._generator_step(batch)
-        return metrics
+        stepped = self.d_steps % self.mcfg.n_critic == 0
+        if stepped:
+            self.last_g = self._generator_step(batch)
+        return metrics | self.last_g | {"g_step": float(stepped)}
 
     def _critic_step(self, batch: Batch) -> dict[str, float]:
+        """One forward of D over [real, fake(, interpolates)] so DDP sees one forward per backward."""
         real = batch.x
         n = real.shape[0]
         with torch.no_grad():
@@ -72,14 +129,13 @@ class GANRecipe(Recipe):
         logits = self.net("D")(torch.cat(parts))
         r, f = logits[:n], logits[n:2 * n]
         d_loss = self.loss.d_loss(r, f)
+        # the penalty's gradient w.r.t. x̂ needs create_graph=True (inside gradient_penalty)
         penalty = gradient_penalty(logits[2 * n:], parts[2], self.mcfg.gp_lambda) if gp else None
         self.optimize("D", d_loss if penalty is None else d_loss + penalty, batch)
         if self.mcfg.clip is not None:
             clip_weights(self.modules["D"], self.mcfg.clip)
-        out = {"d_loss": d_loss.item(), "d_real": r.mean().item(), "d_fake": f.mean().item(),
-               "grad_norm_d": _grad_norm(self.modules["D"])}
-        if self.mcfg.loss in ("wgan", "wgan-gp"):
-            out["wasserstein_estimate"] = (r.mean() - f.mean()).item()
+        out = {"d_loss": d_loss.item(), "grad_norm_d": _grad_norm(self.modules["D"])}
+        out |= _discriminator_outputs(self.mcfg.loss, r.detach(), f.detach())
         if penalty is not None:
             out["gradient_penalty"] = penalty.item()
         return out
@@ -87,54 +143,74 @@ class GANRecipe(Recipe):
     def _generator_step(self, batch: Batch) -> dict[str, float]:
         n = batch.x.shape[0]
         fake = self.net("G")(sample_latent(n, self.mcfg.latent_dim, device=batch.x.device))
-        # D is called unwrapped: only G's gradients are synchronised and stepped here.
-        g_loss = self.loss.g_loss(self.modules["D"](fake))
+        # D is called unwrapped with its parameters frozen: this backward neither computes nor
+        # synchronises D's gradients; only G's (DDP-wrapped) gradients are all-reduced and stepped.
+        with _frozen(self.modules["D"]):
+            g_loss = self.loss.g_loss(self.modules["D"](fake))
         self.optimize("G", g_loss, batch)
         if self.ema_G is not None:
             _ema_update(self.ema_G, self.modules["G"], self.mcfg.ema)
         return {"g_loss": g_loss.item(), "grad_norm_g": _grad_norm(self.modules["G"])}
 
-    def after_setup(self) -> None:
-        if self.ema_G is not None:
-            self.ema_G.to(self.device)
-
+    # ------------------------------------------------------------------ samples and metrics
     def generator(self) -> nn.Module:
+        """The generator used for samples: the EMA copy when ``model.ema`` is set."""
         return self.ema_G if self.ema_G is not None else self.modules["G"]
 
     @torch.no_grad()
-    def fixed_samples(self, n: int = 64) -> Tensor:
-        z = sample_latent(n, self.mcfg.latent_dim, torch.Generator().manual_seed(1234))
+    def generate(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n samples G(z) in eval mode (batch-norm running statistics), training mode restored."""
         G = self.generator()
-        was_training = G.training
-        G.eval()
-        out = G(z.to(next(G.parameters()).device))
-        G.train(was_training)
-        return out
+        with _eval_mode(G):
+            return G(sample_latent(n, self.mcfg.latent_dim, generator, device=_device_of(G)))
+
+    def fixed_samples(self, n: int = 64) -> Tensor:
+        """n samples from the same fixed latent batch every call (a per-epoch progress grid)."""
+        return self.generate(n, torch.Generator().manual_seed(FIXED_NOISE_SEED))
 
     @torch.no_grad()
     def epoch_metrics(self, train_x: Tensor, test_x: Tensor) -> dict[str, float]:
-        D, G = self.modules["D"], self.generator()
-        out = {"d_real_test": D(test_x).mean().item()}
-        fake = G(sample_latent(len(test_x), self.mcfg.latent_dim, device=test_x.device))
-        out["d_fake_test"] = D(fake).mean().item()
+        """D's outputs on held-out data and fresh fakes; mode metrics on toy mixtures."""
+        D = self.modules["D"]
+        with _eval_mode(D):
+            r = D(test_x)
+            f = D(self.generate(len(test_x)))
+        out = {f"{k}_test": v for k, v in _discriminator_outputs(self.mcfg.loss, r, f).items()}
         source = self.cfg.data.source
         if source.startswith("toy:"):
             from models.toys.mixtures import mode_metrics
 
-            z = sample_latent(2500, self.mcfg.latent_dim, torch.Generator().manual_seed(0)).to(test_x.device)
-            out |= mode_metrics(G(z).cpu(), source.split(":", 1)[1])
+            samples = self.generate(MODE_METRIC_SAMPLES, torch.Generator().manual_seed(0))
+            out |= mode_metrics(samples.cpu(), source.split(":", 1)[1])
         return out
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
+        """(G or EMA-G in eval mode, AncestralSampler): a draw is G(z) for a fresh z ~ N(0, I)."""
+        if name not in (None, "ancestral"):
+            raise ConfigError(f"sample.sampler={name!r} is not a sampler of the gan family; use ancestral (or null)")
         return self.generator().eval(), AncestralSampler(self.mcfg.latent_dim)
 
+    # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        return {"d_steps": self.d_steps, "ema_G": self.ema_G.state_dict() if self.ema_G is not None else None}
+        return {"d_steps": self.d_steps, "last_g": dict(self.last_g),
+                "ema_G": self.ema_G.state_dict() if self.ema_G is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.d_steps = state.get("d_steps", 0)
+        self.last_g = dict(state.get("last_g", {}))
         if self.ema_G is not None and state.get("ema_G") is not None:
             self.ema_G.load_state_dict(state["ema_G"])
+
+
+def _discriminator_outputs(loss: str, real: Tensor, fake: Tensor) -> dict[str, float]:
+    """D(x) and D(G(z)) as probabilities for the BCE losses; raw critic means otherwise, plus the
+    Wasserstein estimate E f(x) − E f(G(z)) for the WGAN critics."""
+    if loss in BCE_LOSSES:
+        return {"d_x": torch.sigmoid(real).mean().item(), "d_g_z": torch.sigmoid(fake).mean().item()}
+    out = {"critic_real": real.mean().item(), "critic_fake": fake.mean().item()}
+    if loss in CRITIC_LOSSES:
+        out["wasserstein_estimate"] = out["critic_real"] - out["critic_fake"]
+    return out
 
 
 def _grad_norm(module: nn.Module) -> float:
@@ -142,8 +218,34 @@ def _grad_norm(module: nn.Module) -> float:
     return float(torch.cat(grads).norm()) if grads else 0.0
 
 
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+@contextlib.contextmanager
+def _frozen(module: nn.Module) -> Iterator[None]:
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
 @torch.no_grad()
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """θ_ema ← decay·θ_ema + (1 − decay)·θ; buffers (batch-norm statistics) are copied."""
     for e, p in zip(ema.parameters(), model.parameters()):
         e.lerp_(p.detach().to(e.device), 1 - decay)
     for e, b in zip(ema.buffers(), model.buffers()):

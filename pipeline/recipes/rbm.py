@@ -98,7 +98,8 @@ class RBMRecipe(EnergyRecipe):
         ``log_weights_fn(rbm, base, betas, runs)`` lets the caller spread AIS runs over workers."""
         rbm = self.rbm.cpu().double()
         x = test_x.reshape(test_x.shape[0], -1).double()
-        mean_neg_f = float((-rbm.free_energy(x)).mean())
+        with torch.no_grad():
+            mean_neg_f = float((-rbm.free_energy(x)).mean())
         exact_ok = min(rbm.n_visible, rbm.n_hidden) <= 20
         if method == "exact" or (method == "auto" and exact_ok):
             log_z = float(rbm.log_partition())

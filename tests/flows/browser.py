@@ -36,7 +36,11 @@ class Browser:
         self.proc = subprocess.Popen([shutil.which(binary) or binary, *FLAGS, f"--user-data-dir={self.profile}",
                                       f"--remote-debugging-port={self.port}", "about:blank"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.ws = connect(self._page_ws_url(), max_size=64 * 2**20)
+        try:
+            self.ws = connect(self._page_ws_url(), max_size=64 * 2**20)
+        except BaseException:
+            self._stop()
+            raise
         self.ids = itertools.count(1)
 
     def _page_ws_url(self) -> str:
@@ -98,6 +102,14 @@ class Browser:
         try:
             self.ws.close()
         finally:
-            self.proc.terminate()
+            self._stop()
+
+    def _stop(self) -> None:
+        """Chromium forks helper processes (GPU, renderers): end them all, not just the parent."""
+        self.proc.terminate()
+        try:
             self.proc.wait(10)
-            shutil.rmtree(self.profile, ignore_errors=True)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        subprocess.run(["pkill", "-f", f"--user-data-dir={self.profile}"], check=False)
+        shutil.rmtree(self.profile, ignore_errors=True)

@@ -21,6 +21,8 @@ CASES = {
     "ar1": lambda: _ar1(4, 501, 0.9, 1),
     "ar1-shifted-chain": lambda: _ar1(3, 300, 0.5, 2) + np.array([[0.0], [0.0], [1.5]]),
     "skewed": lambda: np.random.default_rng(3).exponential(size=(6, 200)),
+    "ties": lambda: np.random.default_rng(6).poisson(2.0, size=(5, 300)).astype(float),  # average ranks
+    "random-walk": lambda: np.cumsum(np.random.default_rng(7).normal(size=(2, 400)), axis=1),  # not mixing
 }
 
 
