@@ -17,8 +17,9 @@ install: $(STAMP)
 
 ## Runs prepare -> train -> sample -> evaluate -> report on the embedded default
 ## (scikit-learn digits, local Ray, Prefect's embedded server).
+## Extra options: make demo ARGS="--set resources.num_workers=2"
 demo: $(STAMP)
-	$(BIN)/boltzgan run demo
+	$(BIN)/boltzgan run demo $(ARGS)
 
 ## The whole test suite (unit tests plus the few marked Ray/Prefect integration tests).
 test: $(STAMP)
