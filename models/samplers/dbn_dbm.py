@@ -1,0 +1,59 @@
+"""Samplers of the deep Boltzmann-family models on the shared interface."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.registry import register
+from models.samplers.base import ChainState, Sampler
+
+
+@register("sampler", "dbn-ancestral")
+class DBNSampler(Sampler):
+    """Gibbs chains in the DBN's top RBM; ``to_data`` adds the top-down pass to p(v | h1)."""
+
+    name = "dbn-ancestral"
+
+    @torch.no_grad()
+    def init(self, model: nn.Module, n: int, generator: torch.Generator | None = None) -> ChainState:
+        top = model.top
+        x = torch.bernoulli(torch.full((n, top.n_visible), 0.5, device=top.W.device), generator=generator)
+        return ChainState(layers=[x], energy=top.free_energy(x))
+
+    @torch.no_grad()
+    def step(self, model: nn.Module, state: ChainState, k: int = 1,
+             generator: torch.Generator | None = None) -> ChainState:
+        x = state.visible
+        for _ in range(k):
+            x, _ = model.top.gibbs_step(x, generator)
+        return ChainState(layers=[x], energy=model.top.free_energy(x))
+
+    @torch.no_grad()
+    def to_data(self, model: nn.Module, state: ChainState) -> torch.Tensor:
+        return model.down(state.visible, None)
+
+
+@register("sampler", "dbm-gibbs")
+class DBMGibbsSampler(Sampler):
+    """Alternating odd/even block Gibbs over all layers; traces the joint energy."""
+
+    name = "dbm-gibbs"
+
+    @torch.no_grad()
+    def init(self, model: nn.Module, n: int, generator: torch.Generator | None = None) -> ChainState:
+        device = model.weights[0].device
+        layers = [torch.bernoulli(torch.full((n, s), 0.5, device=device), generator=generator) for s in model.sizes]
+        return ChainState(layers=layers, energy=model.energy(layers))
+
+    @torch.no_grad()
+    def step(self, model: nn.Module, state: ChainState, k: int = 1,
+             generator: torch.Generator | None = None) -> ChainState:
+        layers = state.layers
+        for _ in range(k):
+            layers = model.gibbs_step(layers, generator)
+        return ChainState(layers=layers, energy=model.energy(layers))
+
+    @torch.no_grad()
+    def to_data(self, model: nn.Module, state: ChainState) -> torch.Tensor:
+        return model.p_v(state.layers[1])
