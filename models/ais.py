@@ -94,3 +94,9 @@ def combine_log_weights(log_w: Tensor, log_z0: float) -> AISResult:
     upper = float(torch.log(mean + 3 * se) + top) + log_z0
     ess = float(w.sum() ** 2 / (w**2).sum())
     return AISResult(log_mean, lower, upper, m, ess)
+
+
+def rbm_ais_run(model: RBM, n_runs: int, generator: torch.Generator | None, *, base: Tensor,
+                betas: Tensor) -> Tensor:
+    """The per-block run function for the parallel runner: ``run_fn(model, n, generator)``."""
+    return ais_log_weights(model, base, betas, n_runs, generator)

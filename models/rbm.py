@@ -6,6 +6,8 @@ F(v) = -bᵀv - Σ_j softplus(c_j + (vW)_j), and p(v) = exp(-F(v)) / Z.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -101,3 +103,37 @@ def _enumerate_logsumexp(n: int, log_weight, chunk: int) -> Tensor:
              for s in range(0, 2**n, chunk)]
     return torch.logsumexp(torch.stack(parts), 0)
 
+
+
+class GaussianRBM(RBM):
+    """Gaussian–Bernoulli RBM with unit-variance visible units (for real-valued data):
+    E(v, h) = ½‖v − b‖² − cᵀh − vᵀWh, so p(v | h) = N(b + Wh, I) and
+    F(v) = ½‖v − b‖² − Σ_j softplus(c_j + (vW)_j)."""
+
+    def free_energy(self, v: Tensor) -> Tensor:
+        v = v.reshape(v.shape[0], -1)
+        return 0.5 * ((v - self.b) ** 2).sum(-1) - F.softplus(v @ self.W + self.c).sum(-1)
+
+    def energy(self, v: Tensor, h: Tensor) -> Tensor:
+        v = v.reshape(v.shape[0], -1)
+        return 0.5 * ((v - self.b) ** 2).sum(-1) - (h @ self.c) - ((v @ self.W) * h).sum(-1)
+
+    def p_v(self, h: Tensor) -> Tensor:
+        """The mean of p(v | h)."""
+        return self.b + h @ self.W.T
+
+    def gibbs_step(self, v: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        h = torch.bernoulli(self.p_h(v), generator=generator)
+        mean = self.p_v(h)
+        return mean + torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype), h
+
+    def init_visible_bias(self, mean: Tensor, eps: float = 1e-3) -> None:
+        with torch.no_grad():
+            self.b.copy_(mean.reshape(-1))
+
+    def log_partition(self, chunk: int = 1 << 14) -> Tensor:
+        """log Z = (D/2) log 2π + logsumexp_h [cᵀh + ½‖b + Wh‖² − ½‖b‖²], enumerating h (≤ 25 units)."""
+        W, b, c = self.W.double(), self.b.double(), self.c.double()
+        const = 0.5 * self.n_visible * math.log(2 * math.pi) - 0.5 * float((b**2).sum())
+        return const + _enumerate_logsumexp(self.n_hidden, lambda h: h @ c + 0.5 * ((b + h @ W.T) ** 2).sum(-1),
+                                            chunk)

@@ -257,21 +257,23 @@ def worker_loop(config: dict[str, Any]) -> None:
     import ray
     import ray.train
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
     _quiet_worker_logs()
     cfg = validate_config(config["cfg"])
     data = load_prepared(config["data_path"])
     board = config["board"]
+    recipe_cls = recipe_class(cfg.model.family)
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if recipe_cls.trains_layerwise else []
     accelerator = Accelerator(mixed_precision=_precision(cfg), gradient_accumulation_steps=cfg.train.grad_accum_steps,
-                              cpu=not cfg.resources.use_gpu)
+                              cpu=not cfg.resources.use_gpu, kwargs_handlers=handlers)
     rank, world = accelerator.process_index, accelerator.num_processes
     board.push.remote({"kind": "worker", "rank": rank, "world": world, "device": str(accelerator.device),
                        "node": ray.get_runtime_context().get_node_id()})
     train_x, _ = open_split(data.path, "train")
     test_x, _ = open_split(data.path, "test")
     set_seed(cfg.train.seed)  # identical initialisation on every rank
-    recipe = recipe_class(cfg.model.family)(cfg, data.data_shape())
+    recipe = recipe_cls(cfg, data.data_shape())
     if hasattr(recipe, "init_from_data"):
         recipe.init_from_data(torch.from_numpy(np.array(train_x)))
     recipe.setup(accelerator)

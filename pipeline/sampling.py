@@ -301,15 +301,10 @@ def parallel_ais(model: nn.Module, run_fn: RunFn, n_runs: int, workers: int, see
     return torch.cat(out)
 
 
-def _rbm_ais_run(model: nn.Module, n_runs: int, generator: torch.Generator, *, base: Tensor,
-                 betas: Tensor) -> Tensor:
-    from models.ais import ais_log_weights
-
-    return ais_log_weights(model, base, betas, n_runs, generator)
-
-
 def parallel_ais_log_weights(model: nn.Module, base: Tensor, betas: Tensor, runs: int, workers: int, seed: int,
                              address: str | None = None, runs_per_block: int = 25) -> Tensor:
     """:func:`parallel_ais` of RBM AIS (:func:`models.ais.ais_log_weights`) from the base-rate model ``base``."""
-    run_fn = functools.partial(_rbm_ais_run, base=base, betas=betas)
+    from models.ais import rbm_ais_run
+
+    run_fn = functools.partial(rbm_ais_run, base=base, betas=betas)
     return parallel_ais(model, run_fn, runs, workers, seed, address, runs_per_block)

@@ -103,20 +103,20 @@ def _cached_features(ctx: Context, ext, split: str, x: np.ndarray, shape) -> tor
 
 
 def _likelihood(trained, cfg: EvaluateConfig) -> MetricResult:
+    import functools
+
     from pipeline.data import open_split
-    from pipeline.sampling import parallel_ais_log_weights
+    from pipeline.sampling import parallel_ais
 
     test_x, _ = open_split(trained.data.path, "test")
     x = torch.from_numpy(np.array(test_x))
     started = time.perf_counter()
-    gen = torch.Generator().manual_seed(cfg.seed)
-
-    def spread(model, base, betas, runs):
-        return parallel_ais_log_weights(model, base, betas, runs, cfg.workers, cfg.seed,
-                                        trained.cfg.resources.ray_address)
-
-    out = trained.recipe.likelihood(x, cfg.likelihood, cfg.ais_runs, cfg.ais_schedule, gen,
-                                    log_weights_fn=spread)
+    runner = functools.partial(parallel_ais, workers=cfg.workers, seed=cfg.seed,
+                               address=trained.cfg.resources.ray_address)
+    out = trained.recipe.likelihood(x, cfg.likelihood, cfg.ais_runs, cfg.ais_schedule, ais_runner=runner)
+    if out.get("log_likelihood") is None:
+        return MetricResult("log_likelihood", None, out.get("method", "—"), out.get("test_examples", 0),
+                            available=False, reason=out.get("reason", ""), extra=out)
     return MetricResult("log_likelihood", out["log_likelihood"], out["method"], out["test_examples"],
                         seconds=time.perf_counter() - started, extra=out)
 

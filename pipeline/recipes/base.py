@@ -76,6 +76,9 @@ class Recipe(ABC):
 
     family: ClassVar[str]
     config_cls: ClassVar[type[ModelConfig]]
+    # True when some steps leave parameters without gradients (greedy layer-wise phases):
+    # DDP must then look for unused parameters every step.
+    trains_layerwise: ClassVar[bool] = False
 
     def __init__(self, cfg: RunConfig, data: DataShape):
         self.cfg = cfg

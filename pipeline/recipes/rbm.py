@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any, Literal
 
 import torch
@@ -9,12 +11,13 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from models import ais
-from models.rbm import RBM
+from models.rbm import RBM, GaussianRBM
 from models.samplers.base import Sampler
 from models.samplers.gibbs import GibbsSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
+from pipeline.recipes.likelihood import AISRunner, ais_report, in_process_runner
 
 
 @register_model_config("rbm")
@@ -26,6 +29,8 @@ class RBMConfig(ModelConfig):
     persistent_chains: int | None = Field(None, gt=0, description="chains per worker; default batch share")
     negative: Literal["gibbs", "mean-field"] = Field(
         "gibbs", description="mean-field uses probabilities instead of samples (deterministic)")
+    visible: Literal["bernoulli", "gaussian"] = Field(
+        "bernoulli", description="gaussian = unit-variance Gaussian visible units for real-valued data")
     init_visible_bias_from_data: bool = True
     init_std: float = Field(0.01, gt=0)
 
@@ -38,7 +43,8 @@ class RBMRecipe(EnergyRecipe):
     def build_modules(self) -> dict[str, nn.Module]:
         self.chains: Tensor | None = None
         self.gen = torch.Generator().manual_seed(self.cfg.train.seed)
-        return {"model": RBM(self.data.dim, self.mcfg.n_hidden, self.mcfg.init_std)}
+        cls = GaussianRBM if self.mcfg.visible == "gaussian" else RBM
+        return {"model": cls(self.data.dim, self.mcfg.n_hidden, self.mcfg.init_std)}
 
     @property
     def rbm(self) -> RBM:
@@ -86,33 +92,36 @@ class RBMRecipe(EnergyRecipe):
         rbm = self.rbm
         f_train, f_test = rbm.free_energy(train_x).mean().item(), rbm.free_energy(test_x).mean().item()
         g = torch.Generator(device=train_x.device).manual_seed(0)
-        return {"reconstruction_error": rbm.reconstruction_error(test_x).item(),
-                "pseudo_log_likelihood": rbm.pseudo_log_likelihood(test_x, g).mean().item(),
-                "free_energy_train": f_train, "free_energy_test": f_test, "free_energy_gap": f_test - f_train}
+        out = {"reconstruction_error": rbm.reconstruction_error(test_x).item(),
+               "free_energy_train": f_train, "free_energy_test": f_test, "free_energy_gap": f_test - f_train}
+        if self.mcfg.visible == "bernoulli":  # PLL flips bits: defined for binary visible units only
+            out["pseudo_log_likelihood"] = rbm.pseudo_log_likelihood(test_x, g).mean().item()
+        return out
 
     def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
-                   schedule: str = "salakhutdinov2008", generator: torch.Generator | None = None,
-                   log_weights_fn=None) -> dict[str, float]:
+                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> dict[str, Any]:
         """Mean test log-likelihood in nats: exact when the smaller layer has ≤ 20 units, else AIS
-        (Salakhutdinov & Murray 2008), with log Ẑ ± 3σ̂ turned into bounds on the likelihood.
-        ``log_weights_fn(rbm, base, betas, runs)`` lets the caller spread AIS runs over workers."""
-        rbm = self.rbm.cpu().double()
+        (Salakhutdinov & Murray 2008) with log Ẑ ± 3σ̂ turned into bounds on the likelihood."""
+        rbm = copy.deepcopy(self.rbm).cpu().double()
         x = test_x.reshape(test_x.shape[0], -1).double()
         with torch.no_grad():
             mean_neg_f = float((-rbm.free_energy(x)).mean())
-        exact_ok = min(rbm.n_visible, rbm.n_hidden) <= 20
-        if method == "exact" or (method == "auto" and exact_ok):
-            log_z = float(rbm.log_partition())
-            out = {"method": "exact", "log_z": log_z, "log_likelihood": mean_neg_f - log_z}
-        else:
-            base = ais.base_rate_bias(getattr(self, "data_mean", x.mean(0)))
-            betas = ais.schedule(schedule)
-            run = log_weights_fn or (lambda m, bb, bt, n: ais.ais_log_weights(m, bb, bt, n, generator))
-            res = ais.combine_log_weights(run(rbm, base, betas, ais_runs), ais.base_log_z(base, rbm.n_hidden))
-            out = {"method": "ais", **res.as_dict(), "log_likelihood": mean_neg_f - res.log_z,
-                   "log_likelihood_lower": mean_neg_f - res.log_z_upper,
-                   "log_likelihood_upper": mean_neg_f - res.log_z_lower, "ais_betas": len(betas)}
-        self.rbm.float()
+            if self.mcfg.visible == "gaussian":
+                if rbm.n_hidden > 20:
+                    return {"method": "exact", "log_likelihood": None, "test_examples": int(x.shape[0]),
+                            "reason": "Gaussian-visible RBMs report exact likelihoods only (≤ 20 hidden units)"}
+                log_z = float(rbm.log_partition())
+                out = {"method": "exact", "log_z": log_z, "log_likelihood": mean_neg_f - log_z}
+            elif method == "exact" or (method == "auto" and min(rbm.n_visible, rbm.n_hidden) <= 20):
+                log_z = float(rbm.log_partition())
+                out = {"method": "exact", "log_z": log_z, "log_likelihood": mean_neg_f - log_z}
+            else:
+                base = ais.base_rate_bias(getattr(self, "data_mean", x.mean(0)))
+                betas = ais.schedule(schedule)
+                run = functools.partial(ais.rbm_ais_run, base=base, betas=betas)
+                log_w = (ais_runner or in_process_runner())(rbm, run, ais_runs)
+                res = ais.combine_log_weights(log_w, ais.base_log_z(base, rbm.n_hidden))
+                out = ais_report(mean_neg_f, res, len(betas))
         return out | {"test_examples": int(x.shape[0])}
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:

@@ -74,3 +74,23 @@ def test_default_schedule_is_salakhutdinov_murray():
     betas = ais.schedule()
     assert len(betas) == 14_501 and betas[0] == 0 and betas[-1] == 1
     assert torch.all(betas[1:] > betas[:-1])
+
+
+def test_gaussian_rbm_partition_function_matches_numerical_integration():
+    from scipy.integrate import quad
+
+    from models.rbm import GaussianRBM
+
+    g = torch.Generator().manual_seed(4)
+    m = GaussianRBM(1, 3, init_std=0.8, generator=g).double()
+    with torch.no_grad():
+        m.b.fill_(0.3)
+        m.c.copy_(torch.tensor([0.2, -0.5, 0.1], dtype=torch.float64))
+    integral, _ = quad(lambda v: math.exp(-float(m.free_energy(torch.tensor([[v]], dtype=torch.float64)))),
+                       -30, 30, limit=200)
+    assert float(m.log_partition()) == pytest.approx(math.log(integral), abs=1e-8)
+    # and the free energy is the joint energy with h summed out
+    v = torch.tensor([[0.7]], dtype=torch.float64)
+    hs = all_binary_states(3)
+    brute = -torch.logsumexp(-m.energy(v.expand(8, -1), hs), 0)
+    assert float(m.free_energy(v)) == pytest.approx(float(brute), abs=1e-10)

@@ -1,0 +1,131 @@
+"""Deep belief net recipe: greedy layer-wise CD training of a stack of RBMs (Hinton et al. 2006).
+
+The engine's epochs are split into one phase per RBM (``model.epochs_per_layer`` each, the last
+phase taking what is left); in phase l the data are propagated up through the trained RBMs below
+as sampled binary states and RBM l is trained by CD-k. Parameters of the other RBMs get no
+gradient in that phase, so the engine asks DDP to look for unused parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from models import ais
+from models.dbn import DBN, LayerInput
+from models.samplers.base import Sampler
+from models.samplers.dbn_dbm import DBNSampler
+from pipeline.config import ModelConfig, register_model_config
+from pipeline.recipes.base import Batch, register_recipe
+from pipeline.recipes.energy import EnergyRecipe
+from pipeline.recipes.likelihood import AISRunner, ais_report, in_process_runner
+
+
+@register_model_config("dbn")
+class DBNConfig(ModelConfig):
+    family: Literal["dbn"] = "dbn"
+    hidden: list[int] = Field(default_factory=lambda: [500, 1000], min_length=2,
+                              description="hidden layer sizes, bottom to top")
+    cd_k: int = Field(1, gt=0)
+    epochs_per_layer: int | None = Field(None, gt=0, description="default: train.epochs split evenly")
+    bound_samples: int = Field(10, gt=0, description="Monte Carlo samples of Q per layer for the bound")
+    init_std: float = Field(0.01, gt=0)
+
+
+@register_recipe
+class DBNRecipe(EnergyRecipe):
+    family = "dbn"
+    config_cls = DBNConfig
+    trains_layerwise = True
+
+    def build_modules(self) -> dict[str, nn.Module]:
+        self.gen = torch.Generator().manual_seed(self.cfg.train.seed)
+        return {"model": DBN([self.data.dim, *self.mcfg.hidden], self.mcfg.init_std)}
+
+    @property
+    def dbn(self) -> DBN:
+        return self.modules["model"]
+
+    def layer_of(self, epoch: int) -> int:
+        n = len(self.dbn.rbms)
+        per = self.mcfg.epochs_per_layer or max(1, math.ceil(self.cfg.train.epochs / n))
+        return min(epoch // per, n - 1)
+
+    def init_from_data(self, train_x: Tensor) -> None:
+        self.data_mean = train_x.float().mean(0)
+        self.dbn.rbms[0].init_visible_bias(self.data_mean)
+
+    def after_setup(self) -> None:
+        rank = self.accelerator.process_index if self.accelerator is not None else 0
+        self.gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed * 1000 + rank)
+
+    def positive(self, batch: Batch) -> LayerInput:
+        layer = self.layer_of(batch.epoch)
+        self._pos = LayerInput(layer, self.dbn.up(batch.x.reshape(batch.x.shape[0], -1), layer, self.gen))
+        return self._pos
+
+    def negative(self, batch: Batch) -> LayerInput:
+        """CD-k chains of the current RBM, started at the positive states (``positive`` runs first)."""
+        x = self._pos.x
+        with torch.no_grad():
+            for _ in range(self.mcfg.cd_k):
+                x, _ = self.dbn.rbms[self._pos.index].gibbs_step(x, self.gen)
+        return LayerInput(self._pos.index, x)
+
+    def concat(self, pos: LayerInput, neg: LayerInput) -> LayerInput:
+        return LayerInput(pos.index, torch.cat([pos.x, neg.x.detach()]))
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        return super().train_step(batch) | {"layer": float(self.layer_of(batch.epoch))}
+
+    @torch.no_grad()
+    def epoch_metrics(self, train_x: Tensor, test_x: Tensor) -> dict[str, float]:
+        x = test_x.reshape(test_x.shape[0], -1)
+        out = {}
+        for l, rbm in enumerate(self.dbn.rbms):
+            out[f"reconstruction_error_{l}"] = rbm.reconstruction_error(x).item()
+            x = rbm.p_h(x)
+        return out
+
+    def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
+                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> dict[str, Any]:
+        """The variational lower bound on test log p(v) (S&M 2008), top log Z exact or by AIS;
+        exact log p(v) for two hidden layers when h1 and the top RBM are small enough to enumerate."""
+        dbn = copy.deepcopy(self.dbn).cpu()
+        x = test_x.reshape(test_x.shape[0], -1).float()
+        top = dbn.top
+        with torch.no_grad():
+            top_input = dbn.up(x, len(dbn.rbms) - 1, torch.Generator().manual_seed(0))
+            if min(top.n_visible, top.n_hidden) <= 20:
+                log_z, z_info = float(copy.deepcopy(top).double().log_partition()), {"top_log_z_method": "exact"}
+            else:
+                base = ais.base_rate_bias(top_input.mean(0))
+                betas = ais.schedule(schedule)
+                run = functools.partial(ais.rbm_ais_run, base=base, betas=betas)
+                log_w = (ais_runner or in_process_runner())(copy.deepcopy(top).double(), run, ais_runs)
+                res = ais.combine_log_weights(log_w, ais.base_log_z(base, top.n_hidden))
+                log_z, z_info = res.log_z, ais_report(0.0, res, len(betas), "neg_log_z")
+            n = int(x.shape[0])
+            if len(dbn.rbms) == 2 and dbn.rbms[0].n_hidden <= 16 and z_info.get("top_log_z_method") == "exact":
+                ll = float(dbn.exact_log_p(x, log_z).mean())
+                return {"method": "exact", "log_z": log_z, "log_likelihood": ll, "test_examples": n}
+            bound = dbn.log_p_lower(x, 0, log_z, self.mcfg.bound_samples, torch.Generator().manual_seed(0))
+        return {"method": "variational bound (S&M 2008)", "log_z": log_z, **z_info,
+                "log_likelihood": float(bound.mean()), "test_examples": n,
+                "note": "a lower bound on the test log-likelihood"}
+
+    def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
+        return self.dbn, DBNSampler()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("gen") is not None:
+            self.gen.set_state(state["gen"])
