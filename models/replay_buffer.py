@@ -38,6 +38,11 @@ class ReplayBuffer:
         self.data[idx] = x[:n]
         self.pointer = int((self.pointer + n) % len(self.data))
 
+    def latest(self, n: int) -> Tensor:
+        """The ``n`` most recently pushed entries, newest first (older than ``capacity`` wraps around)."""
+        idx = (self.pointer - 1 - torch.arange(min(n, len(self.data)))) % len(self.data)
+        return self.data[idx].clone()
+
     def state_dict(self) -> dict:
         return {"data": self.data, "pointer": self.pointer}
 

@@ -66,11 +66,22 @@ def _samples(run_dir: Path, trained, cfg: EvaluateConfig) -> np.ndarray:
 
 
 def _quality_metrics(trained, cfg: EvaluateConfig, samples: np.ndarray, shape) -> list[MetricResult]:
+    cache_dir = Path(trained.cfg.output.root).expanduser().resolve() / "cache"
+    return quality_metrics(trained.data, samples, cfg, cache_dir, trained.cfg.resources.ray_address)
+
+
+def quality_metrics(data, samples: np.ndarray, cfg: EvaluateConfig, cache_dir: Path,
+                    address: str | None = None) -> list[MetricResult]:
+    """``cfg.metrics`` of ``samples`` against the prepared data's test split, plus the train-vs-test floor.
+
+    Public so that code holding samples but no run directory (the benchmarks) scores them exactly
+    as the evaluate stage does, with the same cached extractor and real-image features.
+    """
     from pipeline.data import open_split
 
-    data = trained.data
-    ctx = Context(data.path, data.meta.fingerprint, shape, tuple(data.meta.value_range),
-                  Path(trained.cfg.output.root).expanduser().resolve() / "cache", cfg.inception_weights)
+    shape = tuple(data.meta.shape)
+    ctx = Context(data.path, data.meta.fingerprint, shape, tuple(data.meta.value_range), cache_dir,
+                  cfg.inception_weights)
     ext = get_extractor(cfg.feature, ctx)
     n = len(samples)
     if not ext.available:
@@ -79,7 +90,7 @@ def _quality_metrics(trained, cfg: EvaluateConfig, samples: np.ndarray, shape) -
     train_x, _ = open_split(data.path, "train")
     n_real = min(len(test_x), cfg.num_samples)
     real = _cached_features(ctx, ext, "test", test_x[np.arange(n_real)], shape)
-    par = dict(workers=cfg.workers, address=trained.cfg.resources.ray_address)
+    par = dict(workers=cfg.workers, address=address)
     feats = Features(ext.label, real=real, fake=extract(ext.features, samples, shape, **par),
                      fake_logits=extract(ext.logits, samples, shape, **par) if ext.logits else None)
     results = [METRICS[m](feats) for m in cfg.metrics]

@@ -97,3 +97,4 @@ def test_replay_buffer_push_overwrites_oldest_first():
     buf.push(torch.tensor([[10.0], [11.0], [12.0]]))
     buf.push(torch.tensor([[13.0], [14.0]]))
     assert buf.data[:, 0].tolist() == [14.0, 11.0, 12.0, 13.0]
+    assert buf.latest(3)[:, 0].tolist() == [14.0, 13.0, 12.0]  # newest first, across the wrap
