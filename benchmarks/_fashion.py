@@ -8,6 +8,7 @@ reported next to it.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +24,22 @@ from pipeline.data import PreparedData, open_split, prepare  # noqa: E402
 from pipeline.recipes.base import Batch, Recipe, recipe_class  # noqa: E402
 
 FASHION = "idx:/usr/share/datasets/fashion-mnist"
+
+
+def add_common_args(ap: argparse.ArgumentParser, cpu_seconds: float) -> None:
+    """The options every Fashion-MNIST benchmark takes: budget, threads, seed, cache."""
+    ap.add_argument("--cpu-seconds", type=float, default=cpu_seconds, help="process CPU time per model")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: no OpenMP spinning when benchmarks share cores)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", type=Path, default=Path("runs/bench-cache"), help="data + domain classifier cache")
+
+
+def setup(args: argparse.Namespace) -> tuple[PreparedData, torch.Tensor]:
+    """Check the data is installed, set the threads, prepare (cached) and load the training images."""
+    ensure_fashion()
+    torch.set_num_threads(args.threads)
+    data = prepare_fashion(args.cache)
+    return data, train_images(data)
 
 
 def prepare_fashion(root: Path) -> PreparedData:

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _fashion import domain_scores, ensure_fashion, prepare_fashion, recipe_for, train_for, train_images  # noqa: E402
+from _fashion import add_common_args, domain_scores, recipe_for, setup, train_for  # noqa: E402
 
 PRESETS = ["ebm-fashion", "ebm-shortrun-fashion"]
 
@@ -50,19 +50,12 @@ def chains(recipe, n: int, long_steps: int, seed: int) -> tuple[torch.Tensor, to
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cpu-seconds", type=float, default=900.0, help="process CPU time per model")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--samples", type=int, default=1000, help="chains (and real test images) scored")
-    ap.add_argument("--long-steps", type=int, default=1000, help="Langevin steps of the long-run chains")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--samples", type=int, default=500, help="chains (and real test images) scored")
+    ap.add_argument("--long-steps", type=int, default=300, help="Langevin steps of the long-run chains")
     ap.add_argument("--only", nargs="+", default=PRESETS, choices=PRESETS)
-    ap.add_argument("--cache", type=Path, default=Path("runs/bench-cache"), help="data + domain classifier cache")
+    add_common_args(ap, cpu_seconds=900.0)
     args = ap.parse_args()
-    ensure_fashion()
-    torch.set_num_threads(args.threads)
-
-    data = prepare_fashion(args.cache)
-    x = train_images(data)
+    data, x = setup(args)
     cache = args.cache / "cache"
     rows = []
     for preset in args.only:

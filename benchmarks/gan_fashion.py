@@ -24,7 +24,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _fashion import domain_scores, ensure_fashion, prepare_fashion, recipe_for, train_for, train_images  # noqa: E402
+from _fashion import add_common_args, domain_scores, recipe_for, setup, train_for  # noqa: E402
 
 # (row label, preset, overrides)
 GANS = {
@@ -106,18 +106,11 @@ def boltzgan_gan(key: str, data, x: torch.Tensor, cpu_seconds: float, seed: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cpu-seconds", type=float, default=600.0, help="process CPU time per model")
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--samples", type=int, default=2000, help="generated (and real test) images scored")
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="+", default=[*GANS, "plain"], choices=[*GANS, "plain"])
-    ap.add_argument("--cache", type=Path, default=Path("runs/bench-cache"), help="data + domain classifier cache")
+    add_common_args(ap, cpu_seconds=600.0)
     args = ap.parse_args()
-    ensure_fashion()
-    torch.set_num_threads(args.threads)
-
-    data = prepare_fashion(args.cache)
-    x = train_images(data)
+    data, x = setup(args)
     started = time.perf_counter()
     domain_scores(data, x[:args.samples], args.cache / "cache")  # trains and caches the classifier once
     print(f"# domain classifier ready in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)

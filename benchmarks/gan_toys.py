@@ -16,6 +16,7 @@ trajectory figure.
     python benchmarks/gan_toys.py --losses wgan-gp --toys grid25   # one slice of the full run
     python benchmarks/gan_toys.py --seeds 1 --g-steps 20           # smoke test
     python benchmarks/gan_toys.py --json out.json                  # also write every run
+    python benchmarks/gan_toys.py --merge a.json b.json            # one table from split runs
     python benchmarks/gan_toys.py --losses --bilinear-plot bilinear.png   # the bilinear game only
 
 Cost of the full run, measured on a shared 2-core CPU at 1 thread: per run about 15 s (ring8) to
@@ -101,7 +102,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bilinear-plot", type=Path, default=None, help="save the trajectory figure (PNG) here")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--json", type=Path, default=None, help="write every run's metrics here")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="print the table of runs saved with --json (runs split across machines); no training")
     args = ap.parse_args(argv)
+    if args.merge:
+        print_table(merged(args.merge))
+        return
     torch.set_num_threads(args.threads)
 
     bilinear_table(args.eta, args.bilinear_steps)
@@ -115,23 +121,39 @@ def main(argv: list[str] | None = None) -> None:
         for loss in args.losses:
             for seed in range(args.seeds):
                 m = run_one(toy, loss, seed, args.g_steps, args.overrides)
-                runs.append({"toy": toy, "loss": loss, "seed": seed} | m)
+                runs.append({"toy": toy, "loss": loss, "seed": seed, "g_steps": args.g_steps,
+                             "overrides": args.overrides} | m)
                 print(f"# {toy} {loss} seed {seed}: " + ", ".join(f"{k}={v:.3f}" for k, v in m.items()),
                       file=sys.stderr, flush=True)
-
-    print(f"\nGAN mode collapse: {args.seeds} seeds, {args.g_steps} generator steps, {MODE_METRIC_SAMPLES} samples "
-          f"scored (mean ± std); settings of the preset named per loss, data.source set to the toy"
-          f"{'; overrides: ' + ' '.join(args.overrides) if args.overrides else ''}\n")
-    print("| toy | loss (preset) | modes covered | high-quality fraction | reverse KL | s/run |")
-    print("|---|---|---|---|---|---|")
-    for toy in args.toys:
-        for loss in args.losses:
-            sel = [r for r in runs if r["toy"] == toy and r["loss"] == loss]
-            cells = [summarise([r[k] for r in sel]) for k in METRICS]
-            secs = statistics.mean(r["seconds"] for r in sel)
-            print(f"| {toy} | {loss} ({PRESETS[loss]}) | {' | '.join(cells)} | {secs:.1f} |")
     if args.json:
         args.json.write_text(json.dumps(runs, indent=1))
+    print_table(runs)
+
+
+def merged(paths: list[Path]) -> list[dict]:
+    """Runs from several ``--json`` files; a later file's (toy, loss, seed) replaces an earlier one's."""
+    by_key: dict[tuple, dict] = {}
+    for path in paths:
+        for r in json.loads(path.read_text()):
+            by_key[(r["toy"], r["loss"], r["seed"])] = r
+    return list(by_key.values())
+
+
+def print_table(runs: list[dict]) -> None:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["toy"], r["loss"]), []).append(r)
+    print(f"\nGAN mode collapse: {MODE_METRIC_SAMPLES} samples scored per run (mean ± std over seeds); settings of "
+          f"the preset named per loss, data.source set to the toy\n")
+    print("| toy | loss (preset) | seeds | G steps | modes covered | high-quality fraction | reverse KL | s/run |")
+    print("|---|---|---:|---:|---|---|---|---:|")
+    for (toy, loss), sel in groups.items():
+        cells = [summarise([r[k] for r in sel]) for k in METRICS]
+        steps = sorted({str(r.get("g_steps", "?")) for r in sel})
+        extra = sorted({" ".join(r.get("overrides", [])) for r in sel} - {""})
+        preset = PRESETS[loss] + (f"; {', '.join(extra)}" if extra else "")
+        print(f"| {toy} | {loss} ({preset}) | {len(sel)} | {'/'.join(steps)} | {' | '.join(cells)} | "
+              f"{statistics.mean(r['seconds'] for r in sel):.1f} |")
 
 
 if __name__ == "__main__":
