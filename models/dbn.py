@@ -63,6 +63,7 @@ class DBN(nn.Module):
             h = torch.bernoulli(rbm.p_v(h), generator=generator)
         return self.rbms[0].p_v(h)
 
+    @torch.no_grad()
     def log_p_lower(self, x: Tensor, level: int, top_log_z: float, samples: int = 10,
                     generator: torch.Generator | None = None, exact: bool = False) -> Tensor:
         """Per-example lower bound on log p(x) of the sub-DBN from RBM ``level`` up.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -59,6 +60,19 @@ def test_dbn_trains_layer_by_layer_and_bounds_its_likelihood(tmp_path):
     assert out["method"] == "exact"  # h1 = 12 and the top RBM 12-10 are enumerable
     bound = trained.recipe.dbn.log_p_lower(_test_x(trained)[:50], 0, out["log_z"], exact=True)
     assert float(bound.mean()) <= out["log_likelihood"] + 1e-6
+    _assert_sampling_stage_runs(result.run_dir)
+
+
+def _assert_sampling_stage_runs(run_dir: str) -> None:
+    """The sampling stage drives the family's own sampler: images of the data's shape with visible
+    probabilities p(v = 1 | h) in [0, 1] (the usual way Boltzmann samples are shown)."""
+    from pipeline.config import SampleConfig
+    from pipeline.sampling import load_samples, sample
+
+    out = sample(run_dir, SampleConfig(chains=6, steps=12, burn_in=4, thin=4, workers=0, chains_per_block=3))
+    x = load_samples(run_dir)
+    assert x.shape == (6 * 2, 1, 8, 8) and np.all((x >= 0) & (x <= 1)) and x.std() > 0
+    assert out.path == str(Path(run_dir) / "samples")
 
 
 def test_dbm_pretrains_then_trains_jointly_and_reports_ais(tmp_path):
@@ -74,6 +88,7 @@ def test_dbm_pretrains_then_trains_jointly_and_reports_ais(tmp_path):
     assert exact["method"] == "exact" and approx["method"].startswith("ais")
     assert abs(approx["log_z"] - exact["log_z"]) < 0.2
     assert approx["log_likelihood"] <= exact["log_likelihood"] + 0.2  # bound − log Ẑ stays below the truth
+    _assert_sampling_stage_runs(result.run_dir)
 
 
 def test_gaussian_rbm_trains_on_real_valued_digits(tmp_path):
