@@ -11,7 +11,7 @@ scored by the same AIS (Salakhutdinov & Murray 2008 schedule of 14,501 βs, 100 
 For the DBN the number is Salakhutdinov & Murray's variational lower bound; for the DBM the
 mean-field lower bound minus the AIS log Ẑ (as Salakhutdinov & Hinton 2009 report it).
 
-    python benchmarks/boltzmann_likelihood.py --epochs 5            # the README table
+    python benchmarks/boltzmann_likelihood.py --epochs 10           # the README table
     python benchmarks/boltzmann_likelihood.py --epochs 1 --limit 2000 --ais-runs 20 --schedule linear:2000  # smoke
 """
 

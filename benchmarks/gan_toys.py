@@ -19,9 +19,10 @@ trajectory figure.
     python benchmarks/gan_toys.py --merge a.json b.json            # one table from split runs
     python benchmarks/gan_toys.py --losses --bilinear-plot bilinear.png   # the bilinear game only
 
-Cost of the full run, measured on a shared 2-core CPU at 1 thread: per run about 15 s (ring8) to
-60 s (grid25) for the n_critic = 1 losses, and about 450 s for WGAN-GP (10,000 critic steps with
-a double backward each); several hours in all, so split it by --losses/--toys across machines.
+Cost, measured on this 2-core CPU at 1 thread: about 7 to 13 s per run for minimax and
+non-saturating, 37 s for WGAN and 145 s for WGAN-GP (10,000 critic steps, each with a double
+backward) while other benchmarks shared the cores (WGAN-GP alone: about 50 s); the full run took
+about an hour. Split it by --losses/--toys across machines and --merge the JSON files.
 """
 
 from __future__ import annotations

@@ -60,6 +60,10 @@ def test_dbn_trains_layer_by_layer_and_bounds_its_likelihood(tmp_path):
     assert out["method"] == "exact"  # h1 = 12 and the top RBM 12-10 are enumerable
     bound = trained.recipe.dbn.log_p_lower(_test_x(trained)[:50], 0, out["log_z"], exact=True)
     assert float(bound.mean()) <= out["log_likelihood"] + 1e-6
+    approx = trained.recipe.likelihood(_test_x(trained)[:50], "ais", ais_runs=50, schedule="linear:1000")
+    assert approx["ais_runs"] == 50 and approx["ais_betas"] == 1000  # the top log Z came from AIS
+    assert approx["log_likelihood_lower"] <= approx["log_likelihood"] <= approx["log_likelihood_upper"]
+    assert approx["log_likelihood"] == pytest.approx(float(bound.mean()), abs=0.3)  # same bound, AIS top log Z
     _assert_sampling_stage_runs(result.run_dir)
 
 
