@@ -54,10 +54,15 @@ def _kill_one_worker_after_checkpoint(run_dir: Path, killed: list[int]) -> None:
     deadline = time.time() + 120
     while time.time() < deadline and not killed:
         if len(list(run_dir.glob("checkpoint_*"))) >= 2:
-            for proc in psutil.process_iter(["pid", "cmdline"]):
-                if "RayTrainWorker" in " ".join(proc.info["cmdline"] or []):
-                    os.kill(proc.info["pid"], signal.SIGKILL)
-                    killed.append(proc.info["pid"])
+            # only this test's own Ray (its raylet is our descendant): never another run's workers
+            for proc in psutil.Process(os.getpid()).children(recursive=True):
+                try:
+                    cmdline = " ".join(proc.cmdline())
+                except psutil.Error:
+                    continue
+                if "RayTrainWorker" in cmdline:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed.append(proc.pid)
                     return
         time.sleep(0.05)
 
