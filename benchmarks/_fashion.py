@@ -23,7 +23,8 @@ from pipeline.config import DataConfig, EvaluateConfig, load_config  # noqa: E40
 from pipeline.data import PreparedData, open_split, prepare  # noqa: E402
 from pipeline.recipes.base import Batch, Recipe, recipe_class  # noqa: E402
 
-FASHION = "idx:/usr/share/datasets/fashion-mnist"
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+FASHION = f"idx:{FASHION_DIR}"
 
 
 def add_common_args(ap: argparse.ArgumentParser, cpu_seconds: float) -> None:
@@ -93,5 +94,5 @@ def domain_scores(data: PreparedData, samples: torch.Tensor, cache_dir: Path) ->
 
 
 def ensure_fashion() -> None:
-    if not Path(FASHION.split(":", 1)[1]).is_dir():
-        raise SystemExit(f"{FASHION.split(':', 1)[1]} is missing: apt-get install dataset-fashion-mnist")
+    if not FASHION_DIR.is_dir():
+        raise SystemExit(f"{FASHION_DIR} is missing: apt-get install dataset-fashion-mnist")

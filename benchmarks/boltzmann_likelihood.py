@@ -18,7 +18,7 @@ mean-field lower bound minus the AIS log Ẑ (as Salakhutdinov & Hinton 2009 rep
 from __future__ import annotations
 
 import argparse
-import functools
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FASHION = "idx:/usr/share/datasets/fashion-mnist"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _fashion import FASHION, ensure_fashion  # noqa: E402
 
 
 def engine_model(preset: str, root: Path, data, overrides: list[str]):
@@ -84,24 +86,18 @@ def learnergy_rbm(x: np.ndarray, args) -> tuple[object, float]:
 
 def rbm_score(rbm, test: torch.Tensor, data_mean: torch.Tensor, args) -> dict:
     """The recipes' own scoring path for RBMs, applied to any RBM's weights."""
-    from models import ais
-    from pipeline.recipes.likelihood import ais_report, in_process_runner
+    from pipeline.recipes.likelihood import ais_report, rbm_log_z_ais
 
     rbm = rbm.double()
-    x = test.double()
     with torch.no_grad():
-        mean_neg_f = float((-rbm.free_energy(x)).mean())
-        base = ais.base_rate_bias(data_mean)
-        betas = ais.schedule(args.schedule)
-        run = functools.partial(ais.rbm_ais_run, base=base, betas=betas)
-        log_w = in_process_runner(0)(rbm, run, args.ais_runs)
-        res = ais.combine_log_weights(log_w, ais.base_log_z(base, rbm.n_hidden))
-    return ais_report(mean_neg_f, res, len(betas))
+        mean_neg_f = float((-rbm.free_energy(test.double())).mean())
+        res, n_betas = rbm_log_z_ais(rbm, data_mean, args.ais_runs, args.schedule)
+    return ais_report(mean_neg_f, res, n_betas)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--limit", type=int, default=None, help="training images (default all 60,000)")
     ap.add_argument("--ais-runs", type=int, default=100)
@@ -111,6 +107,7 @@ def main() -> None:
     from pipeline.config import DataConfig
     from pipeline.data import open_split, prepare
 
+    ensure_fashion()
     root = Path(tempfile.mkdtemp(prefix="bench-boltzmann-"))
     data = prepare(DataConfig(source=FASHION, scale="unit", binarize="threshold", threshold=0.5, limit=args.limit),
                    root / "data")

@@ -63,8 +63,6 @@ def main() -> None:
         if args.long_steps <= recipe.mcfg.langevin_steps:
             raise SystemExit(f"--long-steps={args.long_steps} must exceed {preset}'s K={recipe.mcfg.langevin_steps}")
         timing = train_for(recipe.train_step, x, recipe.cfg.train.batch_size, args.cpu_seconds, args.seed)
-        for m in recipe.modules.values():
-            m.eval()
         short, long, sample_s = chains(recipe, args.samples, args.long_steps, args.seed)
         scores = {"short": domain_scores(data, short, cache), "long": domain_scores(data, long, cache)}
         pushed = timing["steps"] * recipe.cfg.train.batch_size

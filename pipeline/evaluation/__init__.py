@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -15,6 +15,9 @@ from pipeline import artifacts
 from pipeline.config import EvaluateConfig
 from pipeline.evaluation.extractors import Context, extract, get_extractor
 from pipeline.evaluation.metrics import METRICS, Features, MetricResult, frechet_distance
+
+if TYPE_CHECKING:
+    from pipeline.data import PreparedData
 
 RESULT_FILE = Path("eval") / "metrics.json"
 
@@ -41,7 +44,7 @@ def evaluate(run_dir: str | Path, cfg: EvaluateConfig | None = None, samples: np
     if len(shape) == 1:
         results += _toy_metrics(trained, samples)
     else:
-        results += _quality_metrics(trained, cfg, samples, shape)
+        results += _quality_metrics(trained, cfg, samples)
     if cfg.likelihood != "none" and hasattr(trained.recipe, "likelihood"):
         results.append(_likelihood(trained, cfg))
     path = artifacts.write_json(run_dir / RESULT_FILE, {
@@ -65,12 +68,12 @@ def _samples(run_dir: Path, trained, cfg: EvaluateConfig) -> np.ndarray:
     return x.reshape(cfg.num_samples, *trained.recipe.data.shape).numpy()
 
 
-def _quality_metrics(trained, cfg: EvaluateConfig, samples: np.ndarray, shape) -> list[MetricResult]:
+def _quality_metrics(trained, cfg: EvaluateConfig, samples: np.ndarray) -> list[MetricResult]:
     cache_dir = Path(trained.cfg.output.root).expanduser().resolve() / "cache"
     return quality_metrics(trained.data, samples, cfg, cache_dir, trained.cfg.resources.ray_address)
 
 
-def quality_metrics(data, samples: np.ndarray, cfg: EvaluateConfig, cache_dir: Path,
+def quality_metrics(data: PreparedData, samples: np.ndarray, cfg: EvaluateConfig, cache_dir: Path,
                     address: str | None = None) -> list[MetricResult]:
     """``cfg.metrics`` of ``samples`` against the prepared data's test split, plus the train-vs-test floor.
 

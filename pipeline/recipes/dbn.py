@@ -9,7 +9,6 @@ gradient in that phase, so the engine asks DDP to look for unused parameters.
 from __future__ import annotations
 
 import copy
-import functools
 import math
 from typing import Any, Literal
 
@@ -17,14 +16,13 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from models import ais
 from models.dbn import DBN, LayerInput
 from models.samplers.base import Sampler
 from models.samplers.dbn_dbm import DBNSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
-from pipeline.recipes.likelihood import AISRunner, ais_report, in_process_runner
+from pipeline.recipes.likelihood import AISRunner, ais_report, rbm_log_z_ais
 
 
 @register_model_config("dbn")
@@ -103,27 +101,25 @@ class DBNRecipe(EnergyRecipe):
         top = dbn.top
         with torch.no_grad():
             top_input = dbn.up(x, len(dbn.rbms) - 1, torch.Generator().manual_seed(0))
+            res = None
             if method != "ais" and min(top.n_visible, top.n_hidden) <= 20:
-                log_z, z_info = float(copy.deepcopy(top).double().log_partition()), {"top_log_z_method": "exact"}
+                log_z = float(copy.deepcopy(top).double().log_partition())
             else:
-                base = ais.base_rate_bias(top_input.mean(0))
-                betas = ais.schedule(schedule)
-                run = functools.partial(ais.rbm_ais_run, base=base, betas=betas)
-                log_w = (ais_runner or in_process_runner())(copy.deepcopy(top).double(), run, ais_runs)
-                res = ais.combine_log_weights(log_w, ais.base_log_z(base, top.n_hidden))
-                log_z, z_info = res.log_z, ais_report(0.0, res, len(betas), "neg_log_z")
+                res, n_betas = rbm_log_z_ais(copy.deepcopy(top).double(), top_input.mean(0), ais_runs, schedule,
+                                             ais_runner)
+                log_z = res.log_z
             n = int(x.shape[0])
-            if len(dbn.rbms) == 2 and dbn.rbms[0].n_hidden <= 16 and z_info.get("top_log_z_method") == "exact":
+            if len(dbn.rbms) == 2 and dbn.rbms[0].n_hidden <= 16 and res is None:
                 ll = float(dbn.exact_log_p(x, log_z).mean())
                 return {"method": "exact", "log_z": log_z, "log_likelihood": ll, "test_examples": n}
-            bound = dbn.log_p_lower(x, 0, log_z, self.mcfg.bound_samples, torch.Generator().manual_seed(0))
-        out = {"method": "variational bound (S&M 2008)", "log_z": log_z, **z_info,
-               "log_likelihood": float(bound.mean()), "test_examples": n,
+            gen = torch.Generator().manual_seed(0)
+            bound = float(dbn.log_p_lower(x, 0, log_z, self.mcfg.bound_samples, gen).mean())
+        out = {"method": "variational bound (S&M 2008)", "test_examples": n,
                "note": "a lower bound on the test log-likelihood"}
-        if "log_z_upper" in z_info:  # the bound moves with the top log Ẑ: carry its ±3σ̂ interval over
-            out["log_likelihood_lower"] = out["log_likelihood"] + log_z - z_info["log_z_upper"]
-            out["log_likelihood_upper"] = out["log_likelihood"] + log_z - z_info["log_z_lower"]
-        return out
+        if res is None:
+            return {"log_z": log_z, "top_log_z_method": "exact", "log_likelihood": bound} | out
+        # the bound moves with the top log Ẑ: its log(Ẑ ± 3σ̂) interval becomes the bound's interval
+        return ais_report(bound + log_z, res, n_betas) | {"top_log_z_method": "ais"} | out
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
         return self.dbn, DBNSampler()

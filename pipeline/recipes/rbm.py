@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import copy
-import functools
 from typing import Any, Literal
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from models import ais
 from models.rbm import RBM, GaussianRBM
 from models.samplers.base import Sampler
 from models.samplers.gibbs import GibbsSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
-from pipeline.recipes.likelihood import AISRunner, ais_report, in_process_runner
+from pipeline.recipes.likelihood import AISRunner, ais_report, rbm_log_z_ais
 
 
 @register_model_config("rbm")
@@ -116,12 +114,9 @@ class RBMRecipe(EnergyRecipe):
                 log_z = float(rbm.log_partition())
                 out = {"method": "exact", "log_z": log_z, "log_likelihood": mean_neg_f - log_z}
             else:
-                base = ais.base_rate_bias(getattr(self, "data_mean", x.mean(0)))
-                betas = ais.schedule(schedule)
-                run = functools.partial(ais.rbm_ais_run, base=base, betas=betas)
-                log_w = (ais_runner or in_process_runner())(rbm, run, ais_runs)
-                res = ais.combine_log_weights(log_w, ais.base_log_z(base, rbm.n_hidden))
-                out = ais_report(mean_neg_f, res, len(betas))
+                res, n_betas = rbm_log_z_ais(rbm, getattr(self, "data_mean", x.mean(0)), ais_runs, schedule,
+                                             ais_runner)
+                out = ais_report(mean_neg_f, res, n_betas)
         return out | {"test_examples": int(x.shape[0])}
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
