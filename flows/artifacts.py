@@ -43,7 +43,7 @@ class ProgressRelay:
         elif kind == "worker":
             self.logger.info("worker %s/%s on node %s (%s)", event["rank"], event["world"], event["node"][:8],
                              event["device"])
-        elif kind in ("restart", "diverged"):
+        elif kind in ("restart", "diverged", "warning"):
             self.logger.warning(event["message"])
         done = event.get("step", event.get("done"))
         total = event.get("total")
@@ -60,8 +60,13 @@ def publish_epochs(key: str, epochs: list[dict[str, Any]]) -> None:
 
 
 def publish_metrics(key: str, results: list[dict[str, Any]]) -> None:
-    rows = [{"metric": r["metric"], "value": r["value"], "features/method": r["extractor"],
-             "samples": r["num_samples"], "note": r["reason"]} for r in results]
+    from pipeline.readings import fmt, readings
+
+    notes = readings(results)
+    rows = [{"metric": r["metric"], "value": fmt(r["value"]), "features/method": r["extractor"],
+             "samples": r["num_samples"], "reference": notes[r["metric"]].reference if r["metric"] in notes else "",
+             "reading / note": notes[r["metric"]].reading if r["metric"] in notes else r["reason"]}
+            for r in results]
     create_table_artifact(rows, key=key, description="Evaluation metrics")
 
 

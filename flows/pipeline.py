@@ -1,8 +1,14 @@
 """Prefect flows over the pipeline stages. Each task wraps one stage function one-to-one; the
-logic stays in ``pipeline/``. Tasks pass paths and small dicts, never tensors, so inputs hash."""
+logic stays in ``pipeline/``. Tasks pass paths and small dicts, never tensors, so inputs hash.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: a served or worker-run deployment re-creates the
+flow functions in a fresh process (cloudpickle by value, or loading this file from source), where
+string annotations such as ``"RunConfig"`` cannot be resolved and parameter validation fails
+(``PipelineModel is not fully defined``). Real annotations carry the classes themselves;
+tests/flows/test_flow_signatures.py keeps it that way.
+"""
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +19,18 @@ from prefect.tasks import exponential_backoff
 
 from flows.artifacts import ProgressRelay, artifact_key, publish_epochs, publish_metrics, publish_report
 from pipeline.config import DataConfig, EvaluateConfig, RunConfig, SampleConfig
+
+
+def _pipeline_logs_to_prefect() -> None:
+    """Warnings of ``pipeline.*`` (e.g. a skipped corrupt checkpoint, workers' warnings relayed by the
+    driver) go to the terminal and the flow-run log, as ``PREFECT_LOGGING_EXTRA_LOGGERS=pipeline`` would."""
+    target = logging.getLogger("pipeline")
+    for handler in logging.getLogger("prefect.extra").handlers:
+        if handler not in target.handlers:
+            target.addHandler(handler)
+
+
+_pipeline_logs_to_prefect()
 
 
 @task(name="prepare-data", cache_policy=INPUTS + TASK_SOURCE, cache_expiration=timedelta(days=30),
@@ -49,7 +67,10 @@ def sample_task(run_dir: str, cfg: SampleConfig, run_name: str) -> dict[str, Any
 
     relay = ProgressRelay(artifact_key(run_name, "sampling"), f"Sampling {cfg.chains} chains × {cfg.steps} steps")
     result = sample(run_dir, cfg, progress=relay)
-    get_run_logger().info("samples: %s; diagnostics: %s", result.path, result.diagnostics)
+    from pipeline.readings import rounded
+
+    done = "already sampled with these settings; skipped" if result.skipped else "samples"
+    get_run_logger().info("%s: %s; diagnostics: %s", done, result.path, rounded(result.diagnostics))
     return {"path": result.path, "diagnostics": result.diagnostics}
 
 
@@ -58,9 +79,12 @@ def evaluate_task(run_dir: str, cfg: EvaluateConfig, run_name: str) -> list[dict
     from pipeline.evaluation import evaluate
 
     result = evaluate(run_dir, cfg)
-    for r in result.results:
-        get_run_logger().info("%s = %s (%s, %s samples) %s", r["metric"], r["value"], r["extractor"],
-                              r["num_samples"], r["reason"])
+    if result.skipped:
+        get_run_logger().info("already evaluated for this model, sample and settings; skipped: %s", result.path)
+    from pipeline.readings import summary_lines
+
+    for line in summary_lines(result.results):
+        get_run_logger().info(line)
     publish_metrics(artifact_key(run_name, "metrics"), result.results)
     return result.results
 
@@ -70,6 +94,8 @@ def report_task(run_dir: str, run_name: str) -> str:
     from pipeline.report import build_report
 
     report = build_report(run_dir)
+    if report.skipped:
+        get_run_logger().info("report is up to date; skipped: %s", report.markdown_path)
     publish_report(artifact_key(run_name, "report"), report.markdown, report.figures)
     return report.markdown_path
 

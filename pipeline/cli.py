@@ -78,11 +78,11 @@ def run(preset: str, set_: SetOpt = None) -> None:
     cfg = _config(preset, set_)
     console.print(f"running {preset} → {cfg.run_dir}")
     out = pipeline(cfg)
+    from pipeline.readings import summary_lines
+
     console.print(f"[bold]report[/]: {out['report']}")
-    for r in out["metrics"]:
-        console.print(f"  {r['metric']}: {r['value'] if r['value'] is not None else 'unavailable'}"
-                      f"  ({r['extractor']}, {r['num_samples']} samples){'  ' + r['reason'] if r['reason'] else ''}",
-                      highlight=False)
+    for line in summary_lines(out["metrics"]):
+        console.print(f"  {line}", highlight=False)
     if os.environ.get("PREFECT_API_URL"):
         console.print(f"Prefect UI: {os.environ['PREFECT_API_URL'].removesuffix('/api')} (flow run 'boltzgan-pipeline')")
     else:
@@ -106,12 +106,16 @@ def evaluate(run_dir: Path, set_: SetOpt = None) -> None:
     from pipeline.config import load_config_file
     from pipeline.evaluation import evaluate as evaluate_stage
 
+    from pipeline.readings import fmt, readings
+
     cfg = load_config_file(run_dir / "config.yaml", set_).evaluate
     result = evaluate_stage(run_dir, cfg)
-    table = Table("metric", "value", "features / method", "samples", "note")
+    notes = readings(result.results)
+    table = Table("metric", "value", "features / method", "samples", "reference", "reading / note")
     for r in result.results:
-        table.add_row(r["metric"], "unavailable" if r["value"] is None else f"{r['value']:.5g}", r["extractor"],
-                      str(r["num_samples"]), r["reason"])
+        note = notes.get(r["metric"])
+        table.add_row(r["metric"], fmt(r["value"]), r["extractor"], str(r["num_samples"]),
+                      note.reference if note else "", note.reading if note else r["reason"])
     Console().print(table)
     console.print(f"written: {result.path}")
 

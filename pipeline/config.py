@@ -51,9 +51,19 @@ class DataConfig(Section):
     dir: str | None = Field(None, description="prepared-data directory (default: <output.root>/data/<key>)")
 
 
+def _open_model_schema(schema: dict[str, Any], cls: type) -> None:
+    """The JSON schema of the ``model`` field (a deployment's parameter schema, which the Prefect
+    server checks before a run starts) must accept every family's keys: the family dispatch
+    validates them, not this base class."""
+    if cls is ModelConfig:
+        schema["additionalProperties"] = True
+
+
 class ModelConfig(Section):
     """Base of the family-specific model sections. ``family`` selects the recipe."""
 
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(),
+                              json_schema_extra=_open_model_schema)
     family: str = "rbm"
     registry: ClassVar[dict[str, type[ModelConfig]]] = {}
 

@@ -268,6 +268,10 @@ def worker_loop(config: dict[str, Any]) -> None:
     accelerator = Accelerator(mixed_precision=_precision(cfg), gradient_accumulation_steps=cfg.train.grad_accum_steps,
                               cpu=not cfg.resources.use_gpu, kwargs_handlers=handlers)
     rank, world = accelerator.process_index, accelerator.num_processes
+    if cfg.resources.num_workers > 0:  # in-process runs log in the driver already
+        from pipeline.ray_logs import forward_worker_warnings
+
+        forward_worker_warnings(board, rank)
     board.push.remote({"kind": "worker", "rank": rank, "world": world, "device": str(accelerator.device),
                        "node": ray.get_runtime_context().get_node_id()})
     train_x, _ = open_split(data.path, "train")

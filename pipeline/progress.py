@@ -40,7 +40,7 @@ class RichProgress:
         elif kind == "worker":
             self.console.print(f"worker {event['rank']}/{event['world']} on node {event['node'][:8]} "
                                f"({event['device']})", highlight=False)
-        elif kind in {"restart", "diverged"}:
+        elif kind in {"restart", "diverged", "warning"}:
             self.console.print(f"[yellow]{event['message']}[/]")
         elif metrics:
             self.progress.update(self.task, info=" ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:3]))

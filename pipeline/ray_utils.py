@@ -22,11 +22,15 @@ def ensure_ray(address: str | None = None) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, loopback-only instance
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
+    from pipeline.ray_logs import init_kwargs, local_ray_env
+
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True,
+                                  **init_kwargs())
     if address:
         ray.init(address=address, **kwargs)
-    else:
-        ray.init(**kwargs)
+    else:  # "local": a new instance, never another cluster found on this machine (pipeline/ray_logs.py)
+        local_ray_env()
+        ray.init(address="local", **kwargs)
 
 
 def workers_that_fit(nodes: list[dict[str, Any]], cpus_per_worker: float, gpus_per_worker: float = 0.0) -> int:

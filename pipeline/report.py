@@ -21,11 +21,31 @@ class Report:
     markdown_path: str
     markdown: str
     figures: dict[str, str] = field(default_factory=dict)  # name -> PNG path
+    skipped: bool = False  # built earlier from the same inputs
 
 
-def build_report(run_dir: str | Path) -> Report:
+MARKER = "report.json"  # records the stage key and the figures once report.md is written
+
+
+def _inputs_key(run_dir: Path) -> str:
+    """What the report reads: metrics, sample manifest, training curves and state (see pipeline.finished)."""
+    from pipeline.finished import file_digest, stage_key
+
+    files = ["eval/metrics.json", "samples/manifest.json", "samples/diagnostics.json", "metrics.jsonl", "state.json"]
+    return stage_key(**{f: file_digest(run_dir / f) if (run_dir / f).exists() else None for f in files})
+
+
+def build_report(run_dir: str | Path, force: bool = False) -> Report:
+    """The stage; a report already built from the same inputs is returned as it is unless ``force``."""
+    from pipeline.finished import KEY, recorded_key
+
     run_dir = Path(run_dir)
     out = run_dir / "report"
+    key = _inputs_key(run_dir)
+    if not force and recorded_key(out / MARKER) == key and (out / "report.md").exists():
+        figures = artifacts.read_json(out / MARKER)["figures"]
+        if all(Path(p).exists() for p in figures.values()):
+            return Report(str(out / "report.md"), (out / "report.md").read_text(), figures, skipped=True)
     out.mkdir(parents=True, exist_ok=True)
     figures = {}
     samples = _samples(run_dir)
@@ -39,7 +59,9 @@ def build_report(run_dir: str | Path) -> Report:
         figures["trace"] = _save(_trace_figure(traces, run_dir), out / "trace.png")
     text = _markdown(run_dir, epochs, figures)
     path = artifacts.write_text(out / "report.md", text)
-    return Report(str(path), text, {k: str(v) for k, v in figures.items()})
+    shown = {k: str(v) for k, v in figures.items()}
+    artifacts.write_json(out / MARKER, {KEY: key, "figures": shown})
+    return Report(str(path), text, shown)
 
 
 def _samples(run_dir: Path) -> np.ndarray | None:
@@ -135,11 +157,18 @@ def _markdown(run_dir: Path, epochs: list[dict[str, Any]], figures: dict[str, Pa
         lines += [f"Trained for {s['epoch']} epochs ({s['step']} steps).", ""]
     metrics_path = run_dir / "eval" / "metrics.json"
     if metrics_path.exists():
-        lines += ["## Metrics", "", "| metric | value | features / method | samples | real | note |",
-                  "|---|---:|---|---:|---:|---|"]
-        for r in json.loads(metrics_path.read_text())["results"]:
+        from pipeline.readings import fmt, readings
+
+        results = json.loads(metrics_path.read_text())["results"]
+        notes = readings(results)
+        lines += ["## Metrics", ""]
+        lines += [f"**{n.metric}** {fmt(n.value)} vs {n.reference}: {n.reading}.  " for n in notes.values()]
+        lines += ["", "| metric | value | reference | features / method | samples | real | note |",
+                  "|---|---:|---|---|---:|---:|---|"]
+        for r in results:
             note = r["reason"] if not r["available"] else _extra_note(r)
-            lines.append(f"| {r['metric']} | {_fmt(r['value'])} | {r['extractor']} | {r['num_samples']} | "
+            ref = notes[r["metric"]].reference if r["metric"] in notes else ""
+            lines.append(f"| {r['metric']} | {fmt(r['value'])} | {ref} | {r['extractor']} | {r['num_samples']} | "
                          f"{r['num_real'] or '—'} | {note} |")
         lines.append("")
     diag = run_dir / "samples" / "diagnostics.json"

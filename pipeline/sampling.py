@@ -45,6 +45,7 @@ class SampleSet:
     shape: tuple[int, ...]
     diagnostics: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    skipped: bool = False  # the stored sample of the same model and settings was returned
 
 
 @dataclass(frozen=True)
@@ -236,15 +237,33 @@ def _diagnostics(out_dir: Path, blocks: list[Block], cfg: SampleConfig) -> dict[
     return out
 
 
-def sample(run_dir: str | Path, cfg: SampleConfig | None = None, progress: Progress | None = None) -> SampleSet:
-    """The stage: chains of the trained model of ``run_dir`` into ``run_dir/samples``."""
+def sample(run_dir: str | Path, cfg: SampleConfig | None = None, progress: Progress | None = None,
+           force: bool = False) -> SampleSet:
+    """The stage: chains of the trained model of ``run_dir`` into ``run_dir/samples``.
+
+    A complete sample of the same model with the same settings is returned as it is (``seconds`` 0)
+    unless ``force`` (see :mod:`pipeline.finished`)."""
+    from pipeline.finished import KEY, file_digest, recorded_key, stage_key
     from pipeline.trained import load_trained
 
     trained = load_trained(run_dir)
     cfg = cfg or trained.cfg.sample
+    out_dir = Path(run_dir) / "samples"
+    key = stage_key(sample=cfg.model_dump(mode="json"), model=file_digest(Path(run_dir) / "model.pt"))
+    if not force and recorded_key(out_dir / MANIFEST) == key:
+        return _stored_sample(out_dir)
     model, sampler = trained.recipe.sampler(cfg.sampler)
-    return run_chains(model, sampler, cfg, Path(run_dir) / "samples", trained.recipe.data.shape, progress,
-                      trained.cfg.resources.ray_address)
+    result = run_chains(model, sampler, cfg, out_dir, trained.recipe.data.shape, progress,
+                        trained.cfg.resources.ray_address)
+    artifacts.write_json(out_dir / MANIFEST, artifacts.read_json(out_dir / MANIFEST) | {KEY: key})
+    return result
+
+
+def _stored_sample(out_dir: Path) -> SampleSet:
+    manifest = artifacts.read_json(out_dir / MANIFEST)
+    diag = artifacts.read_json(out_dir / DIAGNOSTICS) if (out_dir / DIAGNOSTICS).exists() else {}
+    return SampleSet(str(out_dir), manifest["chains"], manifest["draws_per_chain"], tuple(manifest["shape"]), diag,
+                     skipped=True)
 
 
 def load_samples(run_dir: str | Path, limit: int | None = None) -> np.ndarray:

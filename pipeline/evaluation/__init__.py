@@ -26,17 +26,28 @@ RESULT_FILE = Path("eval") / "metrics.json"
 class EvalResult:
     path: str
     results: list[dict[str, Any]]
+    skipped: bool = False  # the stored result for the same model, sample and settings was returned
 
     def value(self, metric: str) -> float | None:
         return next((r["value"] for r in self.results if r["metric"] == metric), None)
 
 
-def evaluate(run_dir: str | Path, cfg: EvaluateConfig | None = None, samples: np.ndarray | None = None) -> EvalResult:
+def evaluate(run_dir: str | Path, cfg: EvaluateConfig | None = None, samples: np.ndarray | None = None,
+             force: bool = False) -> EvalResult:
+    """The stage. A stored result for the same model, sample and settings is returned as it is unless
+    ``force`` or ``samples`` are given (see :mod:`pipeline.finished`)."""
+    from pipeline.finished import KEY, file_digest, recorded_key, stage_key
     from pipeline.trained import load_trained
 
     run_dir = Path(run_dir)
     trained = load_trained(run_dir)
     cfg = cfg or trained.cfg.evaluate
+    key = stage_key(evaluate=cfg.model_dump(mode="json"), model=file_digest(run_dir / "model.pt"),
+                    samples=recorded_key(run_dir / "samples" / "manifest.json"))
+    if samples is None and not force and recorded_key(run_dir / RESULT_FILE) == key:
+        return EvalResult(str(run_dir / RESULT_FILE), artifacts.read_json(run_dir / RESULT_FILE)["results"], True)
+    if samples is not None:
+        key = None
     shape = tuple(trained.recipe.data.shape)
     if samples is None:
         samples = _samples(run_dir, trained, cfg)
@@ -47,9 +58,13 @@ def evaluate(run_dir: str | Path, cfg: EvaluateConfig | None = None, samples: np
         results += _quality_metrics(trained, cfg, samples)
     if cfg.likelihood != "none" and hasattr(trained.recipe, "likelihood"):
         results.append(_likelihood(trained, cfg))
+        if results[-1].available:  # the number that gives it a meaning, in the same units
+            from pipeline.evaluation.references import likelihood_baseline
+
+            results.append(likelihood_baseline(trained.data.path))
     path = artifacts.write_json(run_dir / RESULT_FILE, {
         "run": trained.cfg.run_name, "epoch": trained.epoch, "step": trained.step,
-        "results": [r.as_dict() for r in results]})
+        "results": [r.as_dict() for r in results], KEY: key})
     return EvalResult(str(path), [r.as_dict() for r in results])
 
 

@@ -43,10 +43,18 @@ def test_pipeline_runs_and_a_rerun_hits_the_caches(tmp_path, prefect_harness):
     assert Path(out["report"]).exists()
     assert {r["metric"] for r in out["metrics"]} >= {"fid", "kid", "is", "log_likelihood"}
     assert "demo-report" in _artifact_keys(first.state_details.flow_run_id)
+    run_dir = Path(out["run_dir"])
+    outputs = [run_dir / "samples" / "manifest.json", run_dir / "eval" / "metrics.json", Path(out["report"])]
+    written = [p.stat().st_mtime_ns for p in outputs]
     second = pipeline(cfg, return_state=True)
     states = _task_states(second.state_details.flow_run_id)
     assert states["prepare-data"] == "Cached"
     assert second.result()["run_dir"] == out["run_dir"]
+    assert [p.stat().st_mtime_ns for p in outputs] == written, "a finished stage ran again"
+    assert second.result()["metrics"] == out["metrics"]
+    third = pipeline(_cfg(tmp_path, "sample.steps=40"))  # a changed setting re-runs that stage and what follows
+    assert [p.stat().st_mtime_ns > w for p, w in zip(outputs, written)] == [True, True, True]
+    assert third["run_dir"] == out["run_dir"]
 
 
 def test_a_failing_stage_is_retried(tmp_path, prefect_harness, monkeypatch):

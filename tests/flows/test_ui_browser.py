@@ -32,30 +32,6 @@ def chromium() -> str:
     return shutil.which("chromium")
 
 
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_UI_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    log = (home / "server.log").open("w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{api}/health", timeout=2):
-                break
-        except OSError:
-            time.sleep(1)
-    else:
-        proc.terminate()
-        pytest.fail(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
-    yield api, env
-    proc.terminate()
-    proc.wait(30)
-
-
 def _latest_flow_run(api: str) -> dict:
     body = json.dumps({"limit": 1, "offset": 0, "sort": "START_TIME_DESC"}).encode()
     req = urllib.request.Request(f"{api}/flow_runs/filter", data=body, headers={"Content-Type": "application/json"})
@@ -64,12 +40,12 @@ def _latest_flow_run(api: str) -> dict:
 
 
 def test_flow_run_page_shows_completed_run_and_artifacts(chromium, prefect_server, tmp_path):
-    api, env = prefect_server
+    api, env = prefect_server.api, prefect_server.env
     run = subprocess.run(
         [str(Path(sys.executable).parent / "boltzgan"), "run", "demo", "--set", f"output.root={tmp_path / 'runs'}",
          "--set", "train.epochs=2", "--set", "sample.chains=40", "--set", "sample.steps=40", "--set", "sample.burn_in=10",
          "--set", "evaluate.num_samples=40", "--set", "evaluate.ais_schedule=linear:300"],
-        env=dict(env, PREFECT_API_URL=api), capture_output=True, text=True, timeout=900, cwd=ROOT)
+        env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
     flow_run = _latest_flow_run(api)
     assert flow_run["state"]["type"] == "COMPLETED"

@@ -6,6 +6,7 @@ schema, which ships with the ray package."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -85,8 +86,8 @@ def test_prefect_deployments_point_at_real_flows_and_presets():
     doc = _load("prefect.yaml")
     presets = list_presets()
     for dep in doc["deployments"]:
-        path, func = dep["entrypoint"].split(":")
-        assert (ROOT / path).exists() and hasattr(flows_module, func)
+        module, func = dep["entrypoint"].split(":")
+        assert importlib.import_module(module) is flows_module and hasattr(flows_module, func)
         assert dep["work_pool"]["name"]
         if "preset" in dep.get("parameters", {}):
             assert dep["parameters"]["preset"] in presets
@@ -97,3 +98,57 @@ def test_prefect_deployments_point_at_real_flows_and_presets():
 def test_dockerfile_installs_with_the_project_pins():
     text = (ROOT / "infra/docker/Dockerfile").read_text()
     assert "constraints.txt" in text and f"rayproject/ray:{ray.__version__}" in text
+
+
+def _dockerfile() -> dict:
+    """WORKDIR, the COPY'd directories and the pip install line of the container image."""
+    text = (ROOT / "infra/docker/Dockerfile").read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    workdir = next(line.split(maxsplit=1)[1] for line in lines if line.startswith("WORKDIR "))
+    copied = {line.split()[-1].removeprefix("./").rstrip("/") for line in lines if line.startswith("COPY ")}
+    return {"workdir": workdir, "copied": copied, "text": text}
+
+
+def _pull_dir(steps: list[dict]) -> str:
+    (step,) = [s for s in steps if "prefect.deployments.steps.set_working_directory" in s]
+    return step["prefect.deployments.steps.set_working_directory"]["directory"]
+
+
+def _k8s_worker() -> dict:
+    return _load("infra/prefect/worker-k8s.yaml")["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_kubernetes_deployments_worker_and_image_agree():
+    """The k8s deployments run in the image's WORKDIR, on the pool the k8s worker polls, from an
+    entrypoint the image contains, with the image family the worker itself runs."""
+    doc, image = _load("prefect.yaml"), _dockerfile()
+    worker = _k8s_worker()
+    command = worker["command"]
+    pool = command[command.index("--pool") + 1]
+    assert command[command.index("--type") + 1] == "kubernetes"
+    k8s = [d for d in doc["deployments"] if d["work_pool"]["name"] == pool]
+    assert k8s, f"no prefect.yaml deployment targets the pool {pool!r} that infra/prefect/worker-k8s.yaml polls"
+    for dep in k8s:
+        assert _pull_dir(dep.get("pull", doc["pull"])) == image["workdir"], dep["name"]
+        module = dep["entrypoint"].split(":")[0]
+        top = module.split("/")[0] if module.endswith(".py") else module.split(".")[0]
+        assert top in image["copied"], f"{dep['entrypoint']}: {top}/ is not copied into the image"
+        repo = dep["work_pool"]["job_variables"]["image"].rsplit(":", 1)[0]
+        assert worker["image"].rsplit(":", 1)[0] == repo
+    assert '".[k8s]"' in image["text"], "the image must install prefect-kubernetes for `--type kubernetes`"
+
+
+def test_process_pool_deployments_run_in_the_checkout_named_by_boltzgan_home():
+    doc = _load("prefect.yaml")
+    process = [d for d in doc["deployments"] if d["work_pool"]["name"] == "boltzgan-process"]
+    assert {d["name"] for d in process} >= {"demo", "custom"}
+    for dep in process:
+        assert _pull_dir(dep.get("pull", doc["pull"])) == "{{ $BOLTZGAN_HOME }}", dep["name"]
+
+
+def test_entrypoints_are_module_paths_that_do_not_shadow_the_pipeline_package():
+    """A `file.py:flow` entrypoint is loaded as a module named after the file: flows/pipeline.py would
+    become `pipeline` and hide the package of that name. Module paths import normally."""
+    for dep in _load("prefect.yaml")["deployments"]:
+        module, func = dep["entrypoint"].split(":")
+        assert not module.endswith(".py") and module.startswith("flows."), dep["entrypoint"]

@@ -1,0 +1,124 @@
+"""Numbers for people: rounding for log lines and summaries, each quality number beside the reference
+that gives it a meaning (in the same units), and a one-line reading of it.
+
+References: FID beside its real-data floor (FID between real train and real test images on the same
+features and counts), a likelihood beside the independent-pixel baseline
+(:mod:`pipeline.evaluation.references`), KID beside 0 (KID is unbiased: the same distribution
+scores 0 up to its standard error).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+FLOOR = "fid_real_train_vs_test"
+BASELINE = "log_likelihood_baseline"
+REFERENCE_METRICS = {FLOOR, BASELINE}
+
+
+def fmt(value: Any) -> str:
+    """A number as a person reads it: 263.29, 0.1284, -143.30, 1.2e-05; None as 'unavailable'."""
+    if value is None:
+        return "unavailable"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 100_000 else str(value)
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    if abs(value) >= 1e6 or abs(value) < 1e-3:
+        return f"{value:.3g}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.4g}"
+
+
+def rounded(obj: Any, digits: int = 4) -> Any:
+    """``obj`` (dicts/lists of numbers) with every float rounded to ``digits`` significant digits
+    (the integer part is never rounded away)."""
+    if isinstance(obj, float) and math.isfinite(obj) and obj != 0:
+        return round(obj, max(0, digits - 1 - int(math.floor(math.log10(abs(obj))))))
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(rounded(v, digits) for v in obj)
+    return obj
+
+
+@dataclass
+class Reading:
+    """One quality number with its reference and what it means."""
+
+    metric: str
+    value: float | None
+    reference: str = ""  # e.g. "floor 44.03 (real train vs test)"
+    reading: str = ""  # e.g. "samples are far from the data (6.0× the floor)"
+
+
+def fid_reading(fid: float, floor: float) -> str:
+    """How far samples are from the data, measured in multiples of the real-data floor."""
+    if floor <= 1e-9:
+        return "no floor to compare with (the floor is 0)"
+    ratio = fid / floor
+    times = f"{ratio:.1f}× the floor"
+    if ratio <= 1.5:
+        return f"near the floor: samples are about as close to the test images as real images are ({times})"
+    if ratio <= 3:
+        return f"close to the data ({times})"
+    if ratio <= 10:
+        return f"data-like but clearly distinguishable from real images ({times})"
+    return f"samples are far from the data ({times})"
+
+
+def likelihood_reading(ll: float, baseline: float) -> str:
+    gain = ll - baseline
+    if gain > 0:
+        return f"{gain:.1f} nats per example better than independent pixels"
+    return f"no better than independent pixels ({-gain:.1f} nats worse): the model has learnt little structure"
+
+
+def kid_reading(kid: float, std: float | None) -> str:
+    if std is not None and kid - 2 * std <= 0:
+        return "indistinguishable from the data at this sample size (within 2 standard errors of 0)"
+    return "distinguishable from the data (0 means the same distribution)"
+
+
+def readings(results: list[dict[str, Any]]) -> dict[str, Reading]:
+    """Metric name -> its reading, for the metrics that have a reference among ``results``."""
+    by = {r["metric"]: r for r in results if r.get("value") is not None}
+    out: dict[str, Reading] = {}
+    if "fid" in by and FLOOR in by:
+        floor = by[FLOOR]["value"]
+        out["fid"] = Reading("fid", by["fid"]["value"], f"floor {fmt(floor)} (real train vs test images)",
+                             fid_reading(by["fid"]["value"], floor))
+    if "kid" in by:
+        std = (by["kid"].get("extra") or {}).get("std")
+        out["kid"] = Reading("kid", by["kid"]["value"], "0 (same distribution)", kid_reading(by["kid"]["value"], std))
+    if "log_likelihood" in by and BASELINE in by:
+        base = by[BASELINE]["value"]
+        out["log_likelihood"] = Reading("log_likelihood", by["log_likelihood"]["value"],
+                                        f"baseline {fmt(base)} (independent pixels)",
+                                        likelihood_reading(by["log_likelihood"]["value"], base))
+    return out
+
+
+def summary_lines(results: list[dict[str, Any]]) -> list[str]:
+    """One line per metric for a terminal or a log: value, features and counts, reference, reading.
+
+    The reference metrics themselves are folded into the line of the metric they explain."""
+    notes = readings(results)
+    lines = []
+    for r in results:
+        if r["metric"] in REFERENCE_METRICS and any(n.reference for n in notes.values()):
+            continue
+        line = f"{r['metric']} = {fmt(r['value'])}  ({r['extractor']}, {r['num_samples']} samples)"
+        if r["metric"] in notes:
+            line += f"  vs {notes[r['metric']].reference}: {notes[r['metric']].reading}"
+        elif r.get("reason"):
+            line += f"  {r['reason']}"
+        lines.append(line)
+    return lines

@@ -1,0 +1,194 @@
+"""Deployments against a real `prefect server`: a served deployment (`boltzgan deploy`), the README's
+process work-pool sequence (`prefect work-pool create`, `prefect deploy`, `prefect worker start`,
+`prefect deployment run`), the typed-RunConfig `custom` deployment, and cancellation of a running
+flow (its Ray processes must die, its last checkpoint must stay valid and a later run resumes).
+
+The flow is loaded from source in a fresh process here, unlike the in-process flow tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pipeline.artifacts import read_jsonl
+from pipeline.checkpoints import latest_valid, list_checkpoints
+from pipeline.config import load_config
+from tests.flows.server import BIN, PrefectServer
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["train.epochs=1", "resources.num_workers=0", "sample.workers=0", "sample.chains=20", "sample.steps=30",
+        "sample.burn_in=10", "evaluate.num_samples=40", "evaluate.ais_runs=10", "evaluate.ais_schedule=linear:200"]
+RUN_TIMEOUT = 600
+
+
+@contextmanager
+def background(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """A long-running command (serve, worker) of this test, stopped (SIGTERM, then SIGKILL) at the end."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def cli(server: PrefectServer, *args: str, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run([str(BIN / "prefect"), "--no-prompt", *args], env=env or server.env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def _completed(server: PrefectServer, run_id: str, log: Path) -> dict:
+    run = server.wait_for_state(run_id, {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}, RUN_TIMEOUT)
+    assert run["state"]["type"] == "COMPLETED", (
+        f"{run['state']}\nflow-run log:\n" + "\n".join(server.logs(run_id))[-4000:]
+        + f"\n{log.name}:\n{log.read_text()[-3000:]}")
+    return run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """One output root for the module: prepared data and the domain classifier are cached there once."""
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def work_pool(prefect_server: PrefectServer, tmp_path_factory) -> Iterator[PrefectServer]:
+    """The README's sequence: a process pool, the prefect.yaml deployments, a worker polling the pool."""
+    env = dict(prefect_server.env, BOLTZGAN_HOME=str(ROOT))
+    cli(prefect_server, "work-pool", "create", "boltzgan-process", "--type", "process")
+    cli(prefect_server, "deploy", "--name", "demo", "--name", "custom", env=env)
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with background([str(BIN / "prefect"), "worker", "start", "--pool", "boltzgan-process"], env, log) as proc:
+        prefect_server.worker_log = log
+        prefect_server.worker_pid = proc.pid
+        yield prefect_server
+
+
+NOISE = ("PlacementGroupCleaner", "PreemptionWatcher", "Found multiple active Ray instances",
+         "Failed to query Ray Train Controller")
+
+
+def test_served_deployment_runs_to_completion(prefect_server, runs, tmp_path):
+    overrides = [f"output.root={runs}", "output.run_name=served", *TINY]
+    sets = [a for o in overrides for a in ("--set", o)]
+    log = tmp_path / "serve.log"
+    with background([str(BIN / "boltzgan"), "deploy", "demo", "--name", "served-demo", *sets],
+                    prefect_server.env, log):
+        deployment = prefect_server.deployment("boltzgan-preset", "served-demo")
+        run_id = prefect_server.run_deployment(deployment["id"])
+        _completed(prefect_server, run_id, log)
+    assert {"served-report", "served-metrics", "served-epochs"} <= prefect_server.artifact_keys(run_id)
+    assert (runs / "served" / "report" / "report.md").exists()
+    assert json.loads((runs / "served" / "eval" / "metrics.json").read_text())["results"]
+    logs = "\n".join(prefect_server.logs(run_id))
+    assert "fid = " in logs and "vs floor" in logs, logs[-3000:]  # rounded, beside its reference
+    terminal = log.read_text()
+    assert not [n for n in NOISE if n in terminal + logs], terminal[-3000:]
+
+
+def test_work_pool_deployment_from_prefect_yaml(work_pool, runs):
+    deployment = work_pool.deployment("boltzgan-preset", "demo")
+    assert deployment["work_pool_name"] == "boltzgan-process"
+    overrides = [f"output.root={runs}", "output.run_name=pooled", *TINY]
+    run_id = work_pool.run_deployment(deployment["id"], {"preset": "demo", "overrides": overrides})
+    _completed(work_pool, run_id, work_pool.worker_log)
+    assert {"pooled-report", "pooled-metrics"} <= work_pool.artifact_keys(run_id)
+    assert (runs / "pooled" / "report" / "report.md").exists()
+
+
+def test_custom_deployment_takes_a_typed_run_config(work_pool, runs):
+    cfg = load_config("demo", [f"output.root={runs}", "output.run_name=typed", *TINY])
+    deployment = work_pool.deployment("boltzgan-pipeline", "custom")
+    run_id = work_pool.run_deployment(deployment["id"], {"config": cfg.model_dump(mode="json")})
+    _completed(work_pool, run_id, work_pool.worker_log)
+    assert (runs / "typed" / "report" / "report.md").exists()
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of ``procs`` still running (same pid *and* start time, zombies count as gone)."""
+    out = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_cancelling_a_run_stops_its_ray_workers_and_a_later_run_resumes(work_pool, runs):
+    long = [f"output.root={runs}", "output.run_name=cancel", "train.epochs=5000", "train.checkpoint_every=1",
+            "resources.num_workers=1", *TINY[2:]]
+    deployment = work_pool.deployment("boltzgan-preset", "demo")
+    run_id = work_pool.run_deployment(deployment["id"], {"preset": "demo", "overrides": long})
+    storage = str(runs)
+    _wait_for(lambda: latest_valid(list_checkpoints(storage, "cancel")), 300, "a first checkpoint")
+    workers = _wait_for(lambda: [p for p in _descendants(work_pool.worker_pid)
+                                 if "RayTrainWorker" in " ".join(_cmdline(p))], 60, "the Ray Train worker")
+    ray_procs = [p for p in _descendants(work_pool.worker_pid) if p not in workers] + workers
+    work_pool.cancel(run_id)
+    run = work_pool.wait_for_state(run_id, {"CANCELLED", "COMPLETED", "FAILED", "CRASHED"}, 120)
+    assert run["state"]["type"] == "CANCELLED", run["state"]
+    cancelled_at = time.time()
+    _wait_for(lambda: not _alive(ray_procs), 30, f"the run's processes to exit: {_alive(ray_procs)}")
+    print(f"run's {len(ray_procs)} processes gone {time.time() - cancelled_at:.1f} s after CANCELLED")
+
+    found = latest_valid(list_checkpoints(storage, "cancel"))
+    assert found is not None, "cancellation left no valid checkpoint"
+    epoch = found[1]["epoch"]
+    before = len(read_jsonl(runs / "cancel" / "metrics.jsonl"))
+    resume = [o if not o.startswith("train.epochs=") else f"train.epochs={epoch + 1}" for o in long]
+    again = work_pool.run_deployment(deployment["id"], {"preset": "demo", "overrides": resume})
+    _completed(work_pool, again, work_pool.worker_log)
+    resumed_epochs = [e["epoch"] for e in read_jsonl(runs / "cancel" / "metrics.jsonl")[before:]]
+    assert resumed_epochs == [epoch + 1], f"expected one more epoch after {epoch}, got {resumed_epochs}"
+
+
+def _cmdline(p: psutil.Process) -> list[str]:
+    try:
+        return p.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+def test_readme_deployment_section_is_what_these_tests_run():
+    """The README's commands are the ones the work-pool fixture runs (same pool, same flags)."""
+    text = (ROOT / "README.md").read_text()
+    for command in ("prefect work-pool create boltzgan-process --type process",
+                    "prefect deploy --name demo", "prefect worker start --pool boltzgan-process",
+                    "prefect deployment run 'boltzgan-preset/demo'", "export BOLTZGAN_HOME="):
+        assert command in text, command
+    assert os.path.exists(ROOT / "prefect.yaml")
