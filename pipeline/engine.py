@@ -67,7 +67,7 @@ def train(cfg: RunConfig, data: PreparedData, resume: bool = False,
         return TrainResult(str(run_dir), str(run_dir / MODEL_FILE), state.get("checkpoint"),
                            state["epoch"], state["step"], state.get("metrics", {}), True, True)
 
-    from pipeline.ray_utils import check_resources, ensure_ray
+    from pipeline.ray_utils import check_resources, ensure_ray, stop_ray_work_on_interrupt
 
     ensure_ray(cfg.resources.ray_address)
     res = cfg.resources
@@ -79,9 +79,10 @@ def train(cfg: RunConfig, data: PreparedData, resume: bool = False,
     thread = threading.Thread(target=lambda: outcome.update(result=_fit(trainer)), daemon=True)
     thread.start()
     last: dict[str, Any] = {}
-    while thread.is_alive():
-        thread.join(timeout=0.5)
-        last = _relay(board, run_dir, progress) or last
+    with stop_ray_work_on_interrupt():  # a cancelled flow run stops its workers now
+        while thread.is_alive():
+            thread.join(timeout=0.5)
+            last = _relay(board, run_dir, progress) or last
     last = _relay(board, run_dir, progress) or last
     result = outcome.get("result")
     if isinstance(result, BaseException):

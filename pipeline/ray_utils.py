@@ -6,12 +6,16 @@ workers calls :func:`check_resources` first and fails with what *is* there.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from pipeline.errors import ResourceError
+
+log = logging.getLogger(__name__)
 
 
 def ensure_ray(address: str | None = None) -> None:
@@ -69,3 +73,27 @@ def check_resources(num_workers: int, cpus_per_worker: float, gpus_per_worker: f
         f"placed: the Ray cluster has {cpus:g} CPU and {gpus:g} GPU in {len(nodes)} node(s), room for "
         f"{fit} such worker(s). Fix: {lower} or fewer CPUs/GPUs per worker (GPU off on a CPU-only cluster), "
         f"or join a larger cluster (resources.ray_address or RAY_ADDRESS).")
+
+
+@contextlib.contextmanager
+def stop_ray_work_on_interrupt() -> Iterator[None]:
+    """Stop the Ray work this driver started as soon as the driver is interrupted or terminated.
+
+    Ctrl-C, and a cancelled Prefect run (the worker or serving process sends SIGTERM, which Prefect
+    turns into ``TerminationSignal``, a BaseException), would otherwise leave Ray Train workers and
+    sampling tasks running until the process exits. ``ray.shutdown()`` stops a local Ray with all its
+    workers; on a cluster it disconnects the driver, and Ray then kills the actors (Ray Train's
+    controller and its workers) and tasks this driver owns. Ordinary exceptions are left to the
+    stage's own handling (retries, failure reports).
+    """
+    try:
+        yield
+    except Exception:
+        raise
+    except BaseException:
+        import ray
+
+        if ray.is_initialized():
+            log.warning("interrupted: stopping this run's Ray workers and tasks")
+            ray.shutdown()
+        raise

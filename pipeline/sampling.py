@@ -210,15 +210,18 @@ def _bounded(submit: Sequence[Callable[[], Any]], limit: int, on_done: Callable[
     """Launch Ray tasks keeping at most ``limit`` in flight; ``on_done(i, result)`` as each finishes."""
     import ray
 
+    from pipeline.ray_utils import stop_ray_work_on_interrupt
+
     pending: dict[Any, int] = {}
     queue = list(range(len(submit)))
-    while queue or pending:
-        while queue and len(pending) < limit:
-            i = queue.pop(0)
-            pending[submit[i]()] = i
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        i = pending.pop(ready[0])
-        on_done(i, ray.get(ready[0]))
+    with stop_ray_work_on_interrupt():  # a cancelled flow run stops its tasks now
+        while queue or pending:
+            while queue and len(pending) < limit:
+                i = queue.pop(0)
+                pending[submit[i]()] = i
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            i = pending.pop(ready[0])
+            on_done(i, ray.get(ready[0]))
 
 
 def _diagnostics(out_dir: Path, blocks: list[Block], cfg: SampleConfig) -> dict[str, Any]:

@@ -75,6 +75,11 @@ class Browser:
                         returnByValue=True)
         return res["result"].get("value", "")
 
+    def form_values(self) -> str:
+        """The values of the page's inputs and text areas (innerText does not show them), one a line."""
+        js = "[...document.querySelectorAll('input, textarea')].map(e => e.value).join('\\n')"
+        return self.call("Runtime.evaluate", expression=js, returnByValue=True)["result"].get("value", "")
+
     def wait_for_text(self, *needles: str, timeout: float = 60) -> str:
         deadline = time.time() + timeout
         text = ""

@@ -16,3 +16,9 @@ def prefect_server(tmp_path_factory):
 
     with start(tmp_path_factory.mktemp("prefect-home")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def shared_runs(tmp_path_factory):
+    """One output root for the slow tests: prepared data and the domain classifier are cached there once."""
+    return tmp_path_factory.mktemp("runs")

@@ -8,7 +8,7 @@ The flow is loaded from source in a fresh process here, unlike the in-process fl
 from __future__ import annotations
 
 import json
-import os
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
 from pipeline.artifacts import read_jsonl
 from pipeline.checkpoints import latest_valid, list_checkpoints
@@ -46,13 +47,6 @@ def background(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subpr
                 proc.wait(10)
 
 
-def cli(server: PrefectServer, *args: str, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run([str(BIN / "prefect"), "--no-prompt", *args], env=env or server.env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
-
-
 def _completed(server: PrefectServer, run_id: str, log: Path) -> dict:
     run = server.wait_for_state(run_id, {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}, RUN_TIMEOUT)
     assert run["state"]["type"] == "COMPLETED", (
@@ -61,20 +55,39 @@ def _completed(server: PrefectServer, run_id: str, log: Path) -> dict:
     return run
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> Path:
-    """One output root for the module: prepared data and the domain classifier are cached there once."""
-    return tmp_path_factory.mktemp("runs")
+@pytest.fixture
+def runs(shared_runs) -> Path:
+    return shared_runs
+
+
+def readme_commands() -> list[list[str]]:
+    """The commands of the README's "Deployments and schedules" code block, comments stripped."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Deployments and schedules"):]
+    block = section[section.index("```bash") + 7:]
+    block = block[:block.index("```")]
+    return [shlex.split(line.split("  #")[0]) for line in block.strip().splitlines()]
 
 
 @pytest.fixture(scope="module")
 def work_pool(prefect_server: PrefectServer, tmp_path_factory) -> Iterator[PrefectServer]:
-    """The README's sequence: a process pool, the prefect.yaml deployments, a worker polling the pool."""
-    env = dict(prefect_server.env, BOLTZGAN_HOME=str(ROOT))
-    cli(prefect_server, "work-pool", "create", "boltzgan-process", "--type", "process")
-    cli(prefect_server, "deploy", "--name", "demo", "--name", "custom", env=env)
+    """The README's sequence, command by command: a process pool, the prefect.yaml deployments and a
+    worker polling the pool (the `deployment run` lines are run by the tests, with tiny overrides)."""
+    env = dict(prefect_server.env)
+    worker = None
+    for cmd in readme_commands():
+        if cmd[0] == "export":
+            name, value = cmd[1].split("=", 1)
+            env[name] = str(ROOT) if value == "$PWD" else value
+        elif cmd[:3] == [".venv/bin/prefect", "worker", "start"]:
+            worker = cmd
+        elif cmd[1:3] != ["deployment", "run"]:
+            done = subprocess.run([str(ROOT / cmd[0]), *cmd[1:]], env=env, cwd=ROOT, capture_output=True,
+                                  text=True, timeout=300)
+            assert done.returncode == 0, f"{' '.join(cmd)}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    assert worker, "the README's deployment section starts no worker"
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    with background([str(BIN / "prefect"), "worker", "start", "--pool", "boltzgan-process"], env, log) as proc:
+    with background([str(ROOT / worker[0]), *worker[1:]], env, log) as proc:
         prefect_server.worker_log = log
         prefect_server.worker_pid = proc.pid
         yield prefect_server
@@ -184,11 +197,12 @@ def _cmdline(p: psutil.Process) -> list[str]:
         return []
 
 
-def test_readme_deployment_section_is_what_these_tests_run():
-    """The README's commands are the ones the work-pool fixture runs (same pool, same flags)."""
-    text = (ROOT / "README.md").read_text()
-    for command in ("prefect work-pool create boltzgan-process --type process",
-                    "prefect deploy --name demo", "prefect worker start --pool boltzgan-process",
-                    "prefect deployment run 'boltzgan-preset/demo'", "export BOLTZGAN_HOME="):
-        assert command in text, command
-    assert os.path.exists(ROOT / "prefect.yaml")
+def test_readme_deployment_section_is_the_sequence_the_work_pool_test_runs():
+    cmds = [" ".join(c) for c in readme_commands()]
+    assert cmds[0] == "export BOLTZGAN_HOME=$PWD"
+    assert ".venv/bin/prefect work-pool create boltzgan-process --type process" in cmds
+    assert any(c.startswith(".venv/bin/prefect --no-prompt deploy --name demo") for c in cmds)
+    assert ".venv/bin/prefect worker start --pool boltzgan-process" in cmds
+    assert ".venv/bin/prefect deployment run boltzgan-preset/demo" in cmds
+    assert yaml.safe_load((ROOT / "prefect.yaml").read_text())["pull"][0][
+        "prefect.deployments.steps.set_working_directory"]["directory"] == "{{ $BOLTZGAN_HOME }}"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows.browser import Browser, free_port
+from tests.flows.browser import Browser
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,14 +39,15 @@ def _latest_flow_run(api: str) -> dict:
         return json.load(r)[0]
 
 
-def test_flow_run_page_shows_completed_run_and_artifacts(chromium, prefect_server, tmp_path):
+def test_flow_run_page_shows_completed_run_and_artifacts(chromium, prefect_server, shared_runs, tmp_path):
     api, env = prefect_server.api, prefect_server.env
     run = subprocess.run(
-        [str(Path(sys.executable).parent / "boltzgan"), "run", "demo", "--set", f"output.root={tmp_path / 'runs'}",
+        [str(Path(sys.executable).parent / "boltzgan"), "run", "demo", "--set", f"output.root={shared_runs}",
          "--set", "train.epochs=2", "--set", "sample.chains=40", "--set", "sample.steps=40", "--set", "sample.burn_in=10",
          "--set", "evaluate.num_samples=40", "--set", "evaluate.ais_schedule=linear:300"],
         env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert "fid = " in run.stderr and "vs floor" in run.stderr, run.stderr[-2000:]  # rounded, with a reading
     flow_run = _latest_flow_run(api)
     assert flow_run["state"]["type"] == "COMPLETED"
     browser = Browser(chromium)
@@ -60,3 +61,35 @@ def test_flow_run_page_shows_completed_run_and_artifacts(chromium, prefect_serve
         browser.close()
     assert "demo-training" in text and shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+
+REGISTER = """
+from flows.pipeline import run_preset
+print(run_preset.to_deployment(name="ui-form", parameters={"preset": "demo", "overrides": ["train.epochs=1"]}).apply())
+"""
+
+
+def test_deployment_run_form_shows_the_preset_and_overrides_fields(chromium, prefect_server, tmp_path):
+    """The deployment's custom-run form (what a user fills in to start a run by hand)."""
+    done = subprocess.run([sys.executable, "-c", REGISTER], env=prefect_server.env, capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    deployment_id = done.stdout.strip().splitlines()[-1]
+    browser = Browser(chromium)
+    try:
+        browser.goto(f"{prefect_server.api.removesuffix('/api')}/deployments/deployment/{deployment_id}/run")
+        deadline = time.time() + 90
+        seen = ""
+        while time.time() < deadline and not _form_ready(seen):
+            time.sleep(0.5)
+            seen = browser.text() + "\n" + browser.form_values()
+        shot = browser.screenshot(tmp_path / "deployment-run-form.png")
+    finally:
+        browser.close()
+    assert _form_ready(seen), seen[:2000]
+    print(f"screenshot: {shot}")
+
+
+def _form_ready(seen: str) -> bool:
+    """The form's fields are labelled by parameter name and pre-filled with the deployment's defaults."""
+    return "preset" in seen.lower() and "overrides" in seen.lower() and "demo" in seen and "train.epochs=1" in seen
