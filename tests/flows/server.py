@@ -103,7 +103,7 @@ def prefect_server(home: Path) -> Iterator[PrefectServer]:
         log.close()
 
 
-def _wait_healthy(api: str, proc: subprocess.Popen, home: Path, timeout: float = 180) -> None:
+def _wait_healthy(api: str, proc: subprocess.Popen, home: Path, timeout: float = 600) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         try:
