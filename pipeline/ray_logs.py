@@ -3,14 +3,19 @@
 Two kinds of Ray noise reached the terminal, and both have a cause that is fixed here rather than
 filtered:
 
-* ``Found multiple active Ray instances`` / ``PlacementGroupCleaner ... Failed to query Ray Train
-  Controller actor state``: with no address, Ray's state API (used by Ray Train's detached
-  PlacementGroupCleaner actor) and ``ray.init()`` itself auto-detect a cluster by scanning the
-  machine for GCS processes and ``/tmp/ray/ray_current_cluster``. With several Ray instances on one
-  machine (other runs, other users) the detection fails or picks another cluster. The driver therefore
-  starts its local Ray with ``address="local"`` and every worker process of the job gets
-  ``RAY_ADDRESS`` = its own cluster's GCS address (:func:`worker_setup`, a
-  ``worker_process_setup_hook``), so the state API asks the right cluster.
+* ``Found multiple active Ray instances``: with no address, ``ray.init()`` and Ray's state API
+  auto-detect a cluster by scanning the machine for GCS processes and reading
+  ``/tmp/ray/ray_current_cluster`` (the last ``ray start``): with several Ray instances on one machine
+  (other runs, other users) the detection warns, or joins another cluster. The driver therefore starts
+  its local Ray with ``address="local"``, and every worker process of the job gets ``RAY_ADDRESS`` =
+  its own cluster's GCS address (:func:`worker_setup`, a ``worker_process_setup_hook``; it runs in
+  detached actors too, checked).
+* ``PlacementGroupCleaner ... Failed to query Ray Train Controller actor state. State API may be
+  temporarily unavailable``: Ray Train's detached cleaner polls the controller through the state API,
+  which is served by the dashboard; local runs start Ray without the dashboard
+  (``include_dashboard=False``), so the query always fails (measured: ``ServerUnavailable ...
+  127.0.0.1:8265/api/v0/actors``) and the line repeats every few seconds for the whole run. The
+  setup hook drops exactly that message in the cleaner's logger; its other warnings stay.
 * ``PreemptionWatcher poll failed``: Ray Train's watcher of node drains (spot preemption) polls the
   GCS every 5 s. A local single-node Ray has no node to drain, so local runs switch it off with Ray's
   documented flag ``RAY_TRAIN_ENABLE_PREEMPTION_WATCHER=0``; clusters keep it.
@@ -40,6 +45,22 @@ def init_kwargs() -> dict[str, Any]:
     return {"runtime_env": {"worker_process_setup_hook": SETUP_HOOK}}
 
 
+# logger name -> message prefixes dropped there (see the module docstring for why each is noise)
+DROPPED = {"ray.train.v2._internal.execution.controller.placement_group_cleaner":
+           ("Failed to query Ray Train Controller actor state",)}
+
+
+class DropMessages(logging.Filter):
+    """Drops records whose message starts with one of ``prefixes``; everything else passes."""
+
+    def __init__(self, prefixes: tuple[str, ...]):
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefixes)
+
+
 def worker_setup() -> None:
     """Runs in every Ray worker process of our jobs before any task or actor (Ray's setup hook)."""
     import ray
@@ -47,6 +68,10 @@ def worker_setup() -> None:
     address = ray.get_runtime_context().gcs_address
     if address:
         os.environ["RAY_ADDRESS"] = address
+    for name, prefixes in DROPPED.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropMessages) for f in logger.filters):
+            logger.addFilter(DropMessages(prefixes))
 
 
 class BoardHandler(logging.Handler):

@@ -177,6 +177,8 @@ def test_cancelling_a_run_stops_its_ray_workers_and_a_later_run_resumes(work_poo
     assert run["state"]["type"] == "CANCELLED", run["state"]
     cancelled_at = time.time()
     _wait_for(lambda: not _alive(ray_procs), 30, f"the run's processes to exit: {_alive(ray_procs)}")
+    terminal = work_pool.worker_log.read_text()  # the run's Ray Train controller, workers, cleaner
+    assert not [n for n in NOISE if n in terminal], terminal[-3000:]
     print(f"run's {len(ray_procs)} processes gone {time.time() - cancelled_at:.1f} s after CANCELLED")
 
     found = latest_valid(list_checkpoints(storage, "cancel"))

@@ -72,3 +72,15 @@ def test_an_interrupt_stops_ray_work_and_an_error_does_not(own_ray):
     with pytest.raises(KeyboardInterrupt), stop_ray_work_on_interrupt():
         raise KeyboardInterrupt
     assert not ray.is_initialized()
+
+
+def test_only_the_known_noise_is_dropped(caplog):
+    from pipeline.ray_logs import DROPPED, DropMessages
+
+    name = next(iter(DROPPED))
+    log = logging.getLogger(name)
+    log.addFilter(DropMessages(DROPPED[name]))
+    with caplog.at_level(logging.WARNING, logger=name):
+        log.warning("Failed to query Ray Train Controller actor state. State API may be temporarily unavailable.")
+        log.warning("Failed to query placement group table: boom. Assuming placement group is not removed.")
+    assert [r.getMessage()[:40] for r in caplog.records] == ["Failed to query placement group table: b"]
