@@ -21,7 +21,7 @@ from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
 
 
-@register_model_config("ebm")
+@register_model_config
 class EBMConfig(ModelConfig):
     family: Literal["ebm"] = "ebm"
     net: Literal["mlp", "conv"] = "mlp"
@@ -44,8 +44,8 @@ class EBMConfig(ModelConfig):
 
 @register_recipe
 class EBMRecipe(EnergyRecipe):
-    family = "ebm"
     config_cls = EBMConfig
+    samplers = ("langevin", "long-run", "mala")
 
     def build_modules(self) -> dict[str, nn.Module]:
         m = self.mcfg
@@ -107,6 +107,9 @@ class EBMRecipe(EnergyRecipe):
                                    f"model.max_energy_magnitude={self.mcfg.max_energy_magnitude:g} "
                                    f"(loss {metrics['loss']:.3g})")
         return metrics
+
+    def guard_max_restarts(self) -> int:
+        return self.mcfg.guard_max_restarts
 
     def on_divergence_restart(self, attempt: int) -> None:
         """After the engine restored the last good checkpoint: lower the lr and reseed the chains."""

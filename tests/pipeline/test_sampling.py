@@ -14,11 +14,11 @@ import torch
 from models.ais import ais_log_weights, base_rate_bias, combine_log_weights, schedule
 from models.rbm import RBM, all_binary_states
 from models.samplers.gibbs import GibbsSampler
-from pipeline import artifacts
+from pipeline import atomic
 from pipeline.config import ConfigError, SampleConfig, load_config
 from pipeline.errors import UserError
-from pipeline.sampling import (ais_block, load_samples, parallel_ais, parallel_ais_log_weights, run_chains,
-                               sample)
+from pipeline.fanout import ais_block, parallel_ais, parallel_ais_log_weights
+from pipeline.sampling import load_samples, run_chains, sample
 
 
 def _tiny_rbm() -> RBM:
@@ -56,7 +56,7 @@ def test_blocks_diagnostics_and_manifest(tmp_path):
     with np.load(out / "block-00001.npz") as f:
         assert f["x"].shape == (2, 3, 6) and f["x"].dtype == np.float32
         assert f["energy"].shape == (2, 40) and f["energy"].dtype == np.float64
-    manifest = artifacts.read_json(out / "manifest.json")
+    manifest = atomic.read_json(out / "manifest.json")
     assert {k: manifest[k] for k in ("chains", "steps", "burn_in", "thin", "blocks", "shape", "sampler")} == {
         "chains": 6, "steps": 40, "burn_in": 10, "thin": 10, "blocks": 2, "shape": [6], "sampler": "gibbs"}
     assert result.draws_per_chain == 3
@@ -227,7 +227,7 @@ def test_one_and_two_ray_workers_give_the_identical_sample(tmp_path, ray2):
                    tmp_path / str(workers) / "samples", (6,))
         out[workers] = load_samples(tmp_path / str(workers))
     assert np.array_equal(out[0], out[1]) and np.array_equal(out[1], out[2])
-    d = [artifacts.read_json(tmp_path / str(w) / "samples" / "diagnostics.json") for w in (0, 2)]
+    d = [atomic.read_json(tmp_path / str(w) / "samples" / "diagnostics.json") for w in (0, 2)]
     assert d[0] == d[1]  # R-hat/ESS over all chains, however they were spread
     with pytest.raises(UserError, match=r"3 worker\(s\).*2 CPU.*room for 2.*sample.workers"):
         run_chains(_tiny_rbm(), GibbsSampler(), cfg.model_copy(update={"workers": 3}), tmp_path / "x", (6,))
@@ -254,7 +254,7 @@ class _DiesOnce(GibbsSampler):
                 pass
             else:
                 os.close(fd)
-                with artifacts.atomic_path(self.out_dir / "block-00000.npz") as tmp:
+                with atomic.atomic_path(self.out_dir / "block-00000.npz") as tmp:
                     tmp.write_bytes(b"half a block")
                     os._exit(1)
         return super().step(model, state, k, generator)
