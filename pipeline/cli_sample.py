@@ -30,7 +30,7 @@ def sample_config(run_dir: Path, options: dict[str, int | None], overrides: list
 
 
 def sample_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A trained run directory (with model.pt and config.yaml).")],
+    run_dir: Annotated[Path, typer.Argument(help="A trained run directory (<output.root>/<run name>).")],
     chains: Annotated[Optional[int], typer.Option(help="Number of chains.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Transitions per chain.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Ray workers (0 = in this process).")] = None,
