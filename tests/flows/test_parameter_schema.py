@@ -57,3 +57,20 @@ def test_a_form_submission_validates_to_the_familys_section(family):
     posted = {"model": cls().model_dump(mode="json")}
     cfg = RunConfig.model_validate(posted)
     assert type(cfg.model) is cls and cfg.model.model_dump(mode="json") == posted["model"]
+
+
+def test_every_presets_config_satisfies_the_flows_schema():
+    """What the server enforces (jsonschema over the flow's parameter schema) accepts every shipped
+    preset, and rejects a field the preset's family does not have."""
+    import jsonschema
+
+    from flows.pipeline import pipeline_flow
+    from pipeline.config import list_presets, load_config
+
+    schema = pipeline_flow.parameters.model_dump()
+    for preset in list_presets():
+        jsonschema.validate({"config": load_config(preset).model_dump(mode="json")}, schema)
+    bad = load_config("rbm-digits").model_dump(mode="json")
+    bad["model"]["latent_dim"] = 64  # a GAN field on an RBM
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"config": bad}, schema)
