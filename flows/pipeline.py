@@ -17,7 +17,7 @@ from flows.prefect_artifacts import ProgressRelay, artifact_key, publish_epochs,
 from pipeline.config import DataConfig, EvaluateConfig, RunConfig, SampleConfig
 from pipeline.data import PreparedData
 from pipeline.engine import TrainResult
-from pipeline.evaluation import EvalResult
+from pipeline.evaluation import EvalResult, check_before_training
 from pipeline.report import Report
 from pipeline.rundir import RunDir, data_dir
 from pipeline.sampling import SampleSet
@@ -133,6 +133,7 @@ def report_flow(run_dir: str) -> Report:
 @flow(name="boltzgan-pipeline")
 def pipeline_flow(config: RunConfig) -> PipelineResult:
     """prepare → train → sample → evaluate → report for one RunConfig (a form in the Prefect UI)."""
+    check_before_training(config)
     data = _prepare(config)
     trained = train_task(config, data)
     samples = sample_task(trained, config.sample)

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from pipeline import atomic
-from pipeline.config import EvaluateConfig
+from pipeline.config import EvaluateConfig, RunConfig
+from pipeline.errors import UserError
 from pipeline.evaluation.extractors import Context, extract, get_extractor
 from pipeline.evaluation.metrics import METRICS, Features, MetricResult, frechet_distance
 from pipeline.recipes.likelihood import LikelihoodResult
@@ -62,6 +63,16 @@ class EvalResult:
             return None
         return cls(str(run_dir.eval_path), [MetricResult.from_dict(r) for r in body["results"]],
                    body.get("run", ""), body.get("epoch", 0), body.get("step", 0))
+
+
+def check_before_training(cfg: RunConfig) -> None:
+    """What the config cannot check but a pipeline run can before it trains: files the
+    evaluation will read (a TorchScript extractor)."""
+    from pipeline.evaluation.extractors import missing_file
+
+    problem = missing_file(cfg.evaluate.feature)
+    if problem:
+        raise UserError(problem)
 
 
 def evaluate(run_dir: str | Path | RunDir, cfg: EvaluateConfig | None = None,

@@ -74,6 +74,15 @@ def feature_problem(name: str) -> str | None:
     return None
 
 
+def missing_file(name: str) -> str | None:
+    """Why the file an extractor names cannot be read now (None when it can, or names none); the
+    pipeline checks this before training, the config only checks the name."""
+    prefix, _, arg = name.partition(":")
+    if prefix == "torchscript" and not Path(arg).expanduser().is_file():
+        return f"evaluate.feature={name!r}: no TorchScript file at {Path(arg).expanduser()}; pass torchscript:/path/to/file.pt"
+    return None
+
+
 def get_extractor(name: str, ctx: Context) -> Extractor:
     problem = feature_problem(name)
     if problem:
@@ -125,9 +134,10 @@ def domain_extractor(name: str, ctx: Context) -> Extractor:
 
 @register_extractor("torchscript")
 def torchscript_extractor(name: str, ctx: Context) -> Extractor:
-    path = Path(name.split(":", 1)[1] if ":" in name else "").expanduser()
-    if not path.is_file():
-        raise UserError(f"evaluate.feature={name!r}: no TorchScript file at {path}; pass torchscript:/path/to/file.pt")
+    problem = missing_file(name)
+    if problem:
+        raise UserError(problem)
+    path = Path(name.split(":", 1)[1]).expanduser()
     module = torch.jit.load(str(path), map_location="cpu").eval()
     lo, hi = ctx.value_range
 

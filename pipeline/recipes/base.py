@@ -144,11 +144,15 @@ class Recipe(ABC):
         the family has no such thing."""
         return None
 
-    def rank_generator(self, stream: int = 0) -> torch.Generator:
-        """This worker's generator on its device: seeded by (train.seed, rank, stream), so ranks
-        draw different chains and a run is reproducible for a given world size."""
+    def rank_seed(self, stream: int = 0) -> int:
+        """This worker's seed for (train.seed, rank, stream): ranks draw different chains and a run
+        is reproducible for a given world size (the one place this formula lives)."""
         rank = self.accelerator.process_index if self.accelerator is not None else 0
-        return torch.Generator(device=self.device).manual_seed(self.cfg.train.seed * 1000 + rank + 7919 * stream)
+        return self.cfg.train.seed * 1000 + rank + 7919 * stream
+
+    def rank_generator(self, stream: int = 0) -> torch.Generator:
+        """A generator on this worker's device seeded with :meth:`rank_seed`."""
+        return torch.Generator(device=self.device).manual_seed(self.rank_seed(stream))
 
     def state_dict(self) -> dict[str, Any]:
         """Training state beyond module/optimiser parameters (persistent chains, buffers, EMA)."""

@@ -58,8 +58,7 @@ class EBMRecipe(EnergyRecipe):
                                       m.spectral_norm)}
 
     def after_setup(self) -> None:
-        rank = self.accelerator.process_index if self.accelerator is not None else 0
-        self.gen.manual_seed(self.cfg.train.seed * 1000 + rank)
+        self.gen.manual_seed(self.rank_seed())  # the replay buffer shares this generator: reseed, not replace
         self.base_lrs = [g["lr"] for opt in self.optimizers.values() for g in opt.param_groups]
 
     def langevin(self) -> LangevinSampler:
@@ -118,7 +117,7 @@ class EBMRecipe(EnergyRecipe):
         for opt in self.optimizers.values():
             for group in opt.param_groups:
                 group["lr"] = next(lrs, group["lr"]) * factor
-        self.gen.manual_seed(self.cfg.train.seed * 1000 + 7919 * attempt)
+        self.gen.manual_seed(self.rank_seed(stream=attempt))
 
     @torch.no_grad()
     def epoch_metrics(self, train_x: Tensor, test_x: Tensor) -> dict[str, float]:
