@@ -143,7 +143,7 @@ def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: s
     diag = _diagnostics(out, blocks, cfg) if cfg.diagnostics else {}
     n_draws = len(range(cfg.burn_in, cfg.steps, cfg.thin))
     seconds = time.perf_counter() - started
-    name = getattr(sampler, "name", type(sampler).__name__)
+    name = sampler.name
     out.write_manifest({
         "chains": cfg.chains, "steps": cfg.steps, "burn_in": cfg.burn_in, "thin": cfg.thin, "seed": cfg.seed,
         "sampler": name, "blocks": len(blocks),

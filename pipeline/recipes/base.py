@@ -1,9 +1,10 @@
 """The recipe interface: everything a model family tells the training engine, nothing more.
 
 A family implements ``build_modules``, ``train_step`` and ``sampler`` (and usually
-``epoch_metrics``); every other hook the engine or a stage may call is declared below with its
-type and a default, so nothing is found by probing (``hasattr``). The engine (``pipeline.engine``) owns devices, DDP through Accelerate, data
-sharding, gradient accumulation, precision, seeding, metric reporting, checkpoints and resume.
+``epoch_metrics``) and names its ``samplers``; every other hook the engine or a stage may call
+is declared below with its type and a default, so nothing is found by probing (``hasattr``).
+The engine (``pipeline.engine``) owns devices, DDP through Accelerate, data sharding, gradient
+accumulation, precision, seeding, metric reporting, checkpoints and resume.
 
 Rule for DDP: a loss must be computed by *calling* a prepared module (``self.net("model")(x)``),
 never one of its methods, because DistributedDataParallel synchronises gradients only through
@@ -79,6 +80,7 @@ class Recipe(ABC):
         self.data = data
         self.modules: dict[str, nn.Module] = self.build_modules()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.wrapped: dict[str, nn.Module] = {}  # the modules as Accelerate prepared them (setup)
         self.accelerator: Any = None
         self.device = torch.device("cpu")
 
@@ -183,8 +185,7 @@ class Recipe(ABC):
 
     def net(self, name: str) -> nn.Module:
         """The module to call in a loss (DDP-wrapped when distributed)."""
-        wrapped = getattr(self, "wrapped", None)
-        return wrapped[name] if wrapped else self.modules[name]
+        return self.wrapped[name] if self.wrapped else self.modules[name]
 
     def optimize(self, name: str, loss: Tensor, batch: Batch) -> None:
         """zero_grad, backward of ``loss * batch.weight``, optional clipping, step.

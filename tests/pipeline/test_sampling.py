@@ -18,6 +18,7 @@ from pipeline import atomic
 from pipeline.config import ConfigError, SampleConfig, load_config
 from pipeline.errors import UserError
 from pipeline.fanout import ais_block, parallel_ais, parallel_ais_log_weights
+from pipeline.rundir import RunDir
 from pipeline.sampling import load_samples, run_chains, sample
 
 
@@ -136,10 +137,12 @@ def test_stage_samples_the_trained_model_of_a_run_dir(tmp_path, monkeypatch):
         asked.append(name)
         return _tiny_rbm(), GibbsSampler()
 
-    recipe = SimpleNamespace(sampler=recipe_sampler, data=SimpleNamespace(shape=(2, 3)))
-    monkeypatch.setattr(pipeline.trained, "load_trained", lambda run_dir: SimpleNamespace(cfg=cfg, recipe=recipe))
+    checked = []
+    recipe = SimpleNamespace(sampler=recipe_sampler, check_sampler=checked.append, data=SimpleNamespace(shape=(2, 3)))
+    monkeypatch.setattr(pipeline.trained, "load_trained",
+                        lambda run_dir: SimpleNamespace(cfg=cfg, recipe=recipe, run_dir=RunDir(run_dir)))
     result = sample(tmp_path)
-    assert asked == [None] and result.path == str(tmp_path / "samples")
+    assert asked == [None] and checked == [None] and result.path == str(tmp_path / "samples")
     assert load_samples(tmp_path).shape == (4, 2, 3)  # draws in the data's shape
 
 
@@ -166,7 +169,7 @@ def test_cli_options_override_the_runs_sample_section(tmp_path, monkeypatch):
     bad = CliRunner().invoke(app, [str(tmp_path), "--steps", "4"])
     assert isinstance(bad.exception, ConfigError) and "sample.burn_in" in str(bad.exception)
     missing = CliRunner().invoke(app, [str(tmp_path / "nope")])
-    assert isinstance(missing.exception, UserError) and "config.yaml" in str(missing.exception)
+    assert isinstance(missing.exception, UserError) and "not a run directory" in str(missing.exception)
 
 
 # ----------------------------------------------------------------------------------- parallel AIS
