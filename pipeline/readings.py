@@ -49,6 +49,11 @@ def rounded(obj: Any, digits: int = 4) -> Any:
     return obj
 
 
+def _get(result: Any, key: str, default: Any = None) -> Any:
+    """A field of a metric result, typed (MetricResult) or as its dict (eval/metrics.json)."""
+    return result.get(key, default) if isinstance(result, dict) else getattr(result, key, default)
+
+
 @dataclass
 class Reading:
     """One quality number with its reference and what it means."""
@@ -87,38 +92,38 @@ def kid_reading(kid: float, std: float | None) -> str:
     return "distinguishable from the data (0 means the same distribution)"
 
 
-def readings(results: list[dict[str, Any]]) -> dict[str, Reading]:
+def readings(results: list[Any]) -> dict[str, Reading]:
     """Metric name -> its reading, for the metrics that have a reference among ``results``."""
-    by = {r["metric"]: r for r in results if r.get("value") is not None}
+    by = {_get(r, "metric"): r for r in results if _get(r, "value") is not None}
+    val = {name: _get(r, "value") for name, r in by.items()}
     out: dict[str, Reading] = {}
-    if "fid" in by and FLOOR in by:
-        floor = by[FLOOR]["value"]
-        out["fid"] = Reading("fid", by["fid"]["value"], f"floor {fmt(floor)} (real train vs test images)",
-                             fid_reading(by["fid"]["value"], floor))
-    if "kid" in by:
-        std = (by["kid"].get("extra") or {}).get("std")
-        out["kid"] = Reading("kid", by["kid"]["value"], "0 (same distribution)", kid_reading(by["kid"]["value"], std))
-    if "log_likelihood" in by and BASELINE in by:
-        base = by[BASELINE]["value"]
-        out["log_likelihood"] = Reading("log_likelihood", by["log_likelihood"]["value"],
-                                        f"baseline {fmt(base)} (independent pixels)",
-                                        likelihood_reading(by["log_likelihood"]["value"], base))
+    if "fid" in val and FLOOR in val:
+        out["fid"] = Reading("fid", val["fid"], f"floor {fmt(val[FLOOR])} (real train vs test images)",
+                             fid_reading(val["fid"], val[FLOOR]))
+    if "kid" in val:
+        std = (_get(by["kid"], "extra") or {}).get("std")
+        out["kid"] = Reading("kid", val["kid"], "0 (same distribution)", kid_reading(val["kid"], std))
+    if "log_likelihood" in val and BASELINE in val:
+        out["log_likelihood"] = Reading("log_likelihood", val["log_likelihood"],
+                                        f"baseline {fmt(val[BASELINE])} (independent pixels)",
+                                        likelihood_reading(val["log_likelihood"], val[BASELINE]))
     return out
 
 
-def summary_lines(results: list[dict[str, Any]]) -> list[str]:
+def summary_lines(results: list[Any]) -> list[str]:
     """One line per metric for a terminal or a log: value, features and counts, reference, reading.
 
     The reference metrics themselves are folded into the line of the metric they explain."""
     notes = readings(results)
     lines = []
     for r in results:
-        if r["metric"] in REFERENCE_METRICS and any(n.reference for n in notes.values()):
+        name = _get(r, "metric")
+        if (name == FLOOR and "fid" in notes) or (name == BASELINE and "log_likelihood" in notes):
             continue
-        line = f"{r['metric']} = {fmt(r['value'])}  ({r['extractor']}, {r['num_samples']} samples)"
-        if r["metric"] in notes:
-            line += f"  vs {notes[r['metric']].reference}: {notes[r['metric']].reading}"
-        elif r.get("reason"):
-            line += f"  {r['reason']}"
+        line = f"{name} = {fmt(_get(r, 'value'))}  ({_get(r, 'extractor')}, {_get(r, 'num_samples')} samples)"
+        if name in notes:
+            line += f"  vs {notes[name].reference}: {notes[name].reading}"
+        elif _get(r, "reason"):
+            line += f"  {_get(r, 'reason')}"
         lines.append(line)
     return lines

@@ -19,7 +19,7 @@ import psutil
 import pytest
 import yaml
 
-from pipeline.artifacts import read_jsonl
+from pipeline.atomic import read_jsonl
 from pipeline.checkpoints import latest_valid, list_checkpoints
 from pipeline.config import load_config
 from tests.flows.server import BIN, PrefectServer

@@ -17,6 +17,8 @@ from prefect import get_run_logger
 from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
                                update_progress_artifact)
 
+from pipeline.evaluation.metrics import MetricResult
+
 
 def artifact_key(*parts: str) -> str:
     """A valid artifact key from free text (lowercase, digits, dashes)."""
@@ -59,14 +61,13 @@ def publish_epochs(key: str, epochs: list[dict[str, Any]]) -> None:
         create_table_artifact(rows, key=key, description="Per-epoch training metrics")
 
 
-def publish_metrics(key: str, results: list[dict[str, Any]]) -> None:
+def publish_metrics(key: str, results: list[MetricResult]) -> None:
     from pipeline.readings import fmt, readings
 
     notes = readings(results)
-    rows = [{"metric": r["metric"], "value": fmt(r["value"]), "features/method": r["extractor"],
-             "samples": r["num_samples"], "reference": notes[r["metric"]].reference if r["metric"] in notes else "",
-             "reading / note": notes[r["metric"]].reading if r["metric"] in notes else r["reason"]}
-            for r in results]
+    rows = [{"metric": r.metric, "value": fmt(r.value), "features/method": r.extractor, "samples": r.num_samples,
+             "reference": notes[r.metric].reference if r.metric in notes else "",
+             "reading / note": notes[r.metric].reading if r.metric in notes else r.note()} for r in results]
     create_table_artifact(rows, key=key, description="Evaluation metrics")
 
 
