@@ -88,6 +88,7 @@ class TrainConfig(Section):
     keep_checkpoints: int = Field(3, gt=0)
     log_every: int = Field(50, gt=0, description="steps between progress reports")
     eval_examples: int = Field(1000, gt=0, description="examples used for per-epoch metrics")
+    compile: bool = Field(False, description="torch.compile every module's forward (see README: Performance)")
 
 
 class SampleConfig(Section):
@@ -139,6 +140,10 @@ class ResourcesConfig(Section):
     gpus_per_worker: float = Field(1.0, ge=0)
     ray_address: str | None = Field(None, description="join this Ray cluster (else RAY_ADDRESS, else local)")
     max_failures: int = Field(2, ge=0, description="worker-group restarts allowed per run")
+    data_in_memory_mb: float = Field(
+        2048, ge=0, description="a training split up to this size is loaded once into one tensor on each "
+                                "worker's device (GPU memory with use_gpu); larger ones are memory-mapped "
+                                "and read ahead by a thread; 0 = always memory-mapped")
 
 
 class OutputConfig(Section):

@@ -104,21 +104,25 @@ class GANRecipe(Recipe):
             self.ema_G.to(self.device)
 
     # ------------------------------------------------------------------ training
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, Tensor | float]:
         """One D step; a G step after every ``n_critic``-th D step.
 
-        The generator's metrics are those of its latest step, repeated on the D-only steps in
-        between, so the engine's per-epoch means are means over G steps rather than diluted by
-        n_critic. ``g_step`` is 1 on the batches where G stepped (its epoch mean is 1/n_critic).
+        The generator's loss is that of its latest step, repeated on the D-only steps in between,
+        so the engine's per-epoch means are means over G steps rather than diluted by n_critic.
+        ``g_step`` is 1 on the batches where G stepped (its epoch mean is 1/n_critic). Gradient
+        norms and D's output statistics cost extra passes over the parameters: they are computed
+        on logging steps only (``batch.log``), from the gradients each player's latest step left.
         """
         metrics = self._critic_step(batch)
         self.d_steps += 1
         stepped = self.d_steps % self.mcfg.n_critic == 0
         if stepped:
             self.last_g = self._generator_step(batch)
+        if batch.log and self.last_g:
+            metrics["grad_norm_g"] = _grad_norm(self.modules["G"])
         return metrics | self.last_g | {"g_step": float(stepped)}
 
-    def _critic_step(self, batch: Batch) -> dict[str, float]:
+    def _critic_step(self, batch: Batch) -> dict[str, Tensor | float]:
         """One forward of D over [real, fake(, interpolates)] so DDP sees one forward per backward."""
         real = batch.x
         n = real.shape[0]
@@ -134,13 +138,15 @@ class GANRecipe(Recipe):
         self.optimize("D", d_loss if penalty is None else d_loss + penalty, batch)
         if self.mcfg.clip is not None:
             clip_weights(self.modules["D"], self.mcfg.clip)
-        out = {"d_loss": d_loss.item(), "grad_norm_d": _grad_norm(self.modules["D"])}
-        out |= _discriminator_outputs(self.mcfg.loss, r.detach(), f.detach())
+        out: dict[str, Tensor | float] = {"d_loss": d_loss.detach()}
         if penalty is not None:
-            out["gradient_penalty"] = penalty.item()
+            out["gradient_penalty"] = penalty.detach()
+        if batch.log:
+            out["grad_norm_d"] = _grad_norm(self.modules["D"])
+            out |= _discriminator_outputs(self.mcfg.loss, r.detach(), f.detach())
         return out
 
-    def _generator_step(self, batch: Batch) -> dict[str, float]:
+    def _generator_step(self, batch: Batch) -> dict[str, Tensor]:
         n = batch.x.shape[0]
         fake = self.net("G")(sample_latent(n, self.mcfg.latent_dim, device=batch.x.device))
         # D is called unwrapped with its parameters frozen: this backward neither computes nor
@@ -150,7 +156,7 @@ class GANRecipe(Recipe):
         self.optimize("G", g_loss, batch)
         if self.ema_G is not None:
             _ema_update(self.ema_G, self.modules["G"], self.mcfg.ema)
-        return {"g_loss": g_loss.item(), "grad_norm_g": _grad_norm(self.modules["G"])}
+        return {"g_loss": g_loss.detach()}
 
     # ------------------------------------------------------------------ samples and metrics
     def generator(self) -> nn.Module:
@@ -175,7 +181,7 @@ class GANRecipe(Recipe):
         with _eval_mode(D):
             r = D(test_x)
             f = D(self.generate(len(test_x)))
-        out = {f"{k}_test": v for k, v in _discriminator_outputs(self.mcfg.loss, r, f).items()}
+        out = {f"{k}_test": float(v) for k, v in _discriminator_outputs(self.mcfg.loss, r, f).items()}
         source = self.cfg.data.source
         if source.startswith("toy:"):
             from models.toys.mixtures import mode_metrics
@@ -202,20 +208,21 @@ class GANRecipe(Recipe):
             self.ema_G.load_state_dict(state["ema_G"])
 
 
-def _discriminator_outputs(loss: str, real: Tensor, fake: Tensor) -> dict[str, float]:
+def _discriminator_outputs(loss: str, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
     """D(x) and D(G(z)) as probabilities for the BCE losses; raw critic means otherwise, plus the
-    Wasserstein estimate E f(x) − E f(G(z)) for the WGAN critics."""
+    Wasserstein estimate E f(x) − E f(G(z)) for the WGAN critics (0-d tensors, no host sync)."""
     if loss in BCE_LOSSES:
-        return {"d_x": torch.sigmoid(real).mean().item(), "d_g_z": torch.sigmoid(fake).mean().item()}
-    out = {"critic_real": real.mean().item(), "critic_fake": fake.mean().item()}
+        return {"d_x": torch.sigmoid(real).mean(), "d_g_z": torch.sigmoid(fake).mean()}
+    out = {"critic_real": real.mean(), "critic_fake": fake.mean()}
     if loss in CRITIC_LOSSES:
         out["wasserstein_estimate"] = out["critic_real"] - out["critic_fake"]
     return out
 
 
-def _grad_norm(module: nn.Module) -> float:
-    grads = [p.grad.detach().flatten() for p in module.parameters() if p.grad is not None]
-    return float(torch.cat(grads).norm()) if grads else 0.0
+def _grad_norm(module: nn.Module) -> Tensor | float:
+    """The global L2 norm of ``module``'s gradients (a 0-d tensor; 0.0 before any backward)."""
+    grads = [p.grad.detach() for p in module.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else 0.0
 
 
 def _device_of(module: nn.Module) -> torch.device:
