@@ -259,22 +259,15 @@ def worker_loop(config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker (or in-process when num_workers=0)."""
     import ray
     import ray.train
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, set_seed
+    from accelerate.utils import set_seed
 
     _quiet_worker_logs()
     cfg = validate_config(config["cfg"])
-    _own_cores(cfg)
     data = load_prepared(config["data_path"])
     board = config["board"]
     recipe_cls = recipe_class(cfg.model.family)
-    layerwise = recipe_cls.trains_layerwise
-    # bucket views: gradients live in DDP's all-reduce buckets (no copy in or out); a static graph
-    # lets DDP skip re-checking which parameters were used; unused ones only in layer-wise phases
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=layerwise, gradient_as_bucket_view=True,
-                                        static_graph=recipe_cls.ddp_static_graph and not layerwise)
-    accelerator = Accelerator(mixed_precision=_precision(cfg), gradient_accumulation_steps=cfg.train.grad_accum_steps,
-                              cpu=not cfg.resources.use_gpu, kwargs_handlers=[ddp])
+    accelerator = make_accelerator(cfg, recipe_cls)
+    _own_cores(cfg)  # after Accelerate, which sets its own count on multi-CPU runs without OMP_NUM_THREADS
     rank, world = accelerator.process_index, accelerator.num_processes
     board.push.remote({"kind": "worker", "rank": rank, "world": world, "device": str(accelerator.device),
                        "node": ray.get_runtime_context().get_node_id()})
@@ -317,6 +310,25 @@ def worker_loop(config: dict[str, Any]) -> None:
                     _to(eval_train, recipe, accelerator), _to(eval_test, recipe, accelerator)).items()}
         checkpointing = epoch % cfg.train.checkpoint_every == 0 or step >= total
         _report(recipe, accelerator, epoch, step, epoch_metrics, checkpointing, board, ctx)
+
+
+def make_accelerator(cfg: RunConfig, recipe_cls: type[Recipe], static_graph: bool | None = None) -> Any:
+    """The worker's Accelerator, with the DDP options that cut work for small models.
+
+    Bucket views: gradients live in DDP's all-reduce buckets (no copy in or out). A static graph
+    (``Recipe.ddp_static_graph``; ``static_graph`` overrides it, for tests) lets DDP skip
+    re-checking which parameters were used each step. ``find_unused_parameters`` (a graph walk per
+    step) only for recipes that train layer-wise, whose phases leave parameters without gradients.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    layerwise = recipe_cls.trains_layerwise
+    static = recipe_cls.ddp_static_graph(cfg) if static_graph is None else static_graph
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=layerwise, gradient_as_bucket_view=True,
+                                        static_graph=static and not layerwise)
+    return Accelerator(mixed_precision=_precision(cfg), gradient_accumulation_steps=cfg.train.grad_accum_steps,
+                       cpu=not cfg.resources.use_gpu, kwargs_handlers=[ddp])
 
 
 def _quiet_worker_logs() -> None:

@@ -88,9 +88,6 @@ class Recipe(ABC):
     # True when some steps leave parameters without gradients (greedy layer-wise phases):
     # DDP must then look for unused parameters every step.
     trains_layerwise: ClassVar[bool] = False
-    # True when every step runs the same forward/backward pattern on each DDP-wrapped module, so
-    # DDP may trace the graph once (``static_graph``) instead of re-checking it every step.
-    ddp_static_graph: ClassVar[bool] = False
 
     def __init__(self, cfg: RunConfig, data: DataShape):
         self.cfg = cfg
@@ -114,6 +111,13 @@ class Recipe(ABC):
     @abstractmethod
     def train_step(self, batch: Batch) -> dict[str, Tensor | float]:
         """One optimisation step on a batch; returns 0-d detached tensors (see the module docstring)."""
+
+    @classmethod
+    def ddp_static_graph(cls, cfg: RunConfig) -> bool:
+        """True when every step runs the same forward/backward pattern on each DDP-wrapped module,
+        so DDP may record the graph once (``static_graph``) instead of re-checking it every step.
+        Default False; a family that returns True must pass tests/pipeline/test_ddp_options.py."""
+        return False
 
     def metric_limits(self) -> dict[str, tuple[float, str]]:
         """Divergence guards: metric name → (largest allowed |value|, the setting that sets it).

@@ -23,6 +23,12 @@ class EnergyRecipe(Recipe):
 
     energy_module: str = "model"
 
+    @classmethod
+    def ddp_static_graph(cls, cfg: Any) -> bool:
+        """One forward of the wrapped energy per backward, every step (samplers use the unwrapped
+        module); the engine ignores this for the layer-wise families (DBN, DBM pretraining)."""
+        return True
+
     @abstractmethod
     def positive(self, batch: Batch) -> Any:
         """The data-side input of the energy (x itself, or x with mean-field hidden states)."""

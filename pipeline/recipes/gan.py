@@ -76,6 +76,14 @@ class GANRecipe(Recipe):
     family = "gan"
     config_cls = GANConfig
 
+    @classmethod
+    def ddp_static_graph(cls, cfg: Any) -> bool:
+        """D: one wrapped forward per D backward; G: one per G backward (its forward in the D step
+        runs without grad, and the G step calls D unwrapped). Not with the gradient penalty: its
+        double backward through the wrapped critic left the workers' critics different under a
+        static graph (measured in tests/pipeline/test_ddp_options.py), so WGAN-GP re-checks."""
+        return cfg.model.loss != "wgan-gp"
+
     def build_modules(self) -> dict[str, nn.Module]:
         m = self.mcfg
         if self.cfg.train.grad_accum_steps != 1:
