@@ -79,7 +79,7 @@ class GANRecipe(Recipe):
     @classmethod
     def ddp_static_graph(cls, cfg: Any) -> bool:
         """D: one wrapped forward per D backward; G: one per G backward (its forward in the D step
-        runs without grad, and the G step calls D unwrapped). Not with the gradient penalty: its
+        runs with grad only when the G step follows, and the G step calls D unwrapped). Not with the gradient penalty: its
         double backward through the wrapped critic left the workers' critics different under a
         static graph (measured in tests/pipeline/test_ddp_options.py), so WGAN-GP re-checks."""
         return cfg.model.loss != "wgan-gp"
@@ -120,24 +120,30 @@ class GANRecipe(Recipe):
         ``g_step`` is 1 on the batches where G stepped (its epoch mean is 1/n_critic). Gradient
         norms and D's output statistics cost extra passes over the parameters: they are computed
         on logging steps only (``batch.log``), from the gradients each player's latest step left.
+
+        When a G step follows, it reuses the D step's fakes G(z) (scored by the just-updated D), as
+        the DCGAN reference loop does: one generator forward per step instead of two.
         """
-        metrics = self._critic_step(batch)
+        stepped = (self.d_steps + 1) % self.mcfg.n_critic == 0
+        metrics, fake = self._critic_step(batch, keep_graph=stepped)
         self.d_steps += 1
-        stepped = self.d_steps % self.mcfg.n_critic == 0
         if stepped:
-            self.last_g = self._generator_step(batch)
+            self.last_g = self._generator_step(batch, fake)
         if batch.log and self.last_g:
             metrics["grad_norm_g"] = _grad_norm(self.modules["G"])
         return metrics | self.last_g | {"g_step": float(stepped)}
 
-    def _critic_step(self, batch: Batch) -> dict[str, Tensor | float]:
-        """One forward of D over [real, fake(, interpolates)] so DDP sees one forward per backward."""
+    def _critic_step(self, batch: Batch, keep_graph: bool) -> tuple[dict[str, Tensor | float], Tensor]:
+        """One forward of D over [real, fake(, interpolates)] so DDP sees one forward per backward.
+
+        Returns the metrics and the fakes, still attached to G's graph when ``keep_graph`` (a G
+        step follows and backpropagates through them)."""
         real = batch.x
         n = real.shape[0]
-        with torch.no_grad():
+        with torch.set_grad_enabled(keep_graph):
             fake = self.net("G")(sample_latent(n, self.mcfg.latent_dim, device=real.device))
         gp = self.mcfg.loss == "wgan-gp"
-        parts = [real, fake] + ([interpolates(real, fake)] if gp else [])
+        parts = [real, fake.detach()] + ([interpolates(real, fake.detach())] if gp else [])
         logits = self.net("D")(torch.cat(parts))
         r, f = logits[:n], logits[n:2 * n]
         d_loss = self.loss.d_loss(r, f)
@@ -152,11 +158,12 @@ class GANRecipe(Recipe):
         if batch.log:
             out["grad_norm_d"] = _grad_norm(self.modules["D"])
             out |= _discriminator_outputs(self.mcfg.loss, r.detach(), f.detach())
-        return out
+        return out, fake
 
-    def _generator_step(self, batch: Batch) -> dict[str, Tensor]:
-        n = batch.x.shape[0]
-        fake = self.net("G")(sample_latent(n, self.mcfg.latent_dim, device=batch.x.device))
+    def _generator_step(self, batch: Batch, fake: Tensor | None = None) -> dict[str, Tensor]:
+        """A G step on the fakes the D step drew (graph through the wrapped G kept), or fresh ones."""
+        if fake is None:
+            fake = self.net("G")(sample_latent(batch.x.shape[0], self.mcfg.latent_dim, device=batch.x.device))
         # D is called unwrapped with its parameters frozen: this backward neither computes nor
         # synchronises D's gradients; only G's (DDP-wrapped) gradients are all-reduced and stepped.
         with _frozen(self.modules["D"]):
