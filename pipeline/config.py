@@ -119,8 +119,17 @@ class SampleConfig(Section):
 class EvaluateConfig(Section):
     """The evaluation stage: sample-quality metrics and likelihoods."""
 
-    metrics: list[str] = Field(default_factory=lambda: ["fid", "kid", "is"])
-    feature: str = Field("domain", description="inception | torchscript:PATH | domain")
+    metrics: list[str] = Field(default_factory=lambda: ["fid", "kid", "is", "precision", "recall", "density",
+                                                        "coverage"])
+    feature: list[str] = Field(
+        default_factory=lambda: ["inception", "domain"],
+        description="feature extractors, one tier each: inception (standard FID network) | domain (a CNN "
+                    "trained on the data's labels) | torchscript:PATH; a single name or a list")
+
+    @field_validator("feature", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
     num_samples: int = Field(1000, gt=1)
     inception_weights: str | None = Field(None, description="path of the FID Inception weights file")
     likelihood: Literal["auto", "exact", "ais", "none"] = "auto"

@@ -162,7 +162,11 @@ def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: s
     missing = [b.index for b in blocks if not block_path(out_dir, b.index).exists()]
     if missing:
         raise UserError(f"sample: blocks {missing} were not written to {out_dir}; re-run the stage")
-    diag = _diagnostics(out_dir, blocks, cfg) if cfg.diagnostics else {}
+    if not sampler.has_chains:
+        diag = {"skipped": f"the {sampler.name} sampler draws independent samples: no chains, so no R-hat/ESS"}
+        artifacts.write_json(out_dir / DIAGNOSTICS, diag)
+    else:
+        diag = _diagnostics(out_dir, blocks, cfg) if cfg.diagnostics else {}
     n_draws = len(range(cfg.burn_in, cfg.steps, cfg.thin))
     seconds = time.perf_counter() - started
     artifacts.write_json(out_dir / MANIFEST, {
