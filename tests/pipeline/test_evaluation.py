@@ -189,3 +189,15 @@ def test_inception_tier_falls_back_to_the_extra_and_names_it(digits, tmp_path, m
     x, _ = open_split(digits.path, "test")
     feats = extract(ext.features, x[np.arange(2)], (1, 8, 8))
     assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
+
+
+def test_a_missing_torchscript_file_stops_a_pipeline_run_before_training(tmp_path):
+    from pipeline.config import load_config
+    from pipeline.errors import UserError
+    from pipeline.evaluation import check_before_training
+
+    cfg = load_config("demo", [f"evaluate.feature=torchscript:{tmp_path / 'inception.pt'}"])  # the name is fine
+    with pytest.raises(UserError, match="no TorchScript file at"):
+        check_before_training(cfg)
+    (tmp_path / "inception.pt").write_bytes(b"")
+    check_before_training(cfg)
