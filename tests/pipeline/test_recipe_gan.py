@@ -274,7 +274,7 @@ def test_r1_penalty_in_the_recipe_equals_the_formula_on_the_same_batch():
     (grad,) = torch.autograd.grad(logits.sum(), x)
     expected = (grad.pow(2).flatten(1).sum(1).mean()).item()  # γ/2 = 1
     torch.manual_seed(5)
-    got = r._critic_step(Batch(x=x.detach(), y=None, weight=1.0, step=0, epoch=0))["r1_penalty"]
+    got = r._critic_step(Batch(x=x.detach(), y=None, weight=1.0, step=0, epoch=0))[0]["r1_penalty"]
     assert got == pytest.approx(expected, rel=1e-5)
 
 
