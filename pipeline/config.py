@@ -107,6 +107,7 @@ class TrainConfig(Section):
     keep_checkpoints: int = Field(3, gt=0)
     log_every: int = Field(50, gt=0, description="steps between progress reports")
     eval_examples: int = Field(1000, gt=0, description="examples used for per-epoch metrics")
+    compile: bool = Field(False, description="torch.compile every module's forward (see README: Performance)")
 
 
 class SampleConfig(Section):
@@ -138,9 +139,13 @@ class SampleConfig(Section):
 class EvaluateConfig(Section):
     """The evaluation stage: sample-quality metrics and likelihoods."""
 
-    metrics: list[str] = Field(default_factory=lambda: ["fid", "kid", "is"],
-                               description="sample-quality metrics by name (fid, kid, is)")
-    feature: str = Field("domain", description="inception | torchscript:PATH | domain")
+    metrics: list[str] = Field(
+        default_factory=lambda: ["fid", "kid", "is", "precision", "recall", "density", "coverage"],
+        description="sample-quality metrics by name (fid, kid, is, precision, recall, density, coverage)")
+    feature: list[str] = Field(
+        default_factory=lambda: ["inception", "domain"],
+        description="feature extractors, one tier each: inception (standard FID network) | domain (a CNN "
+                    "trained on the data's labels) | torchscript:PATH; a single name or a list")
     num_samples: int = Field(1000, gt=1)
     inception_weights: str | None = Field(None, description="path of the FID Inception weights file")
     likelihood: Literal["auto", "exact", "ais", "none"] = "auto"
@@ -159,14 +164,22 @@ class EvaluateConfig(Section):
                 raise ValueError(_unknown("evaluate.metrics", name, METRICS))
         return value
 
+    @field_validator("feature", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
     @field_validator("feature")
     @classmethod
-    def _known_feature(cls, value: str) -> str:
+    def _known_feature(cls, value: list[str]) -> list[str]:
         from pipeline.evaluation.extractors import feature_problem
 
-        problem = feature_problem(value)
-        if problem:
-            raise ValueError(problem)
+        if not value:
+            raise ValueError("evaluate.feature=[] names no extractor; use inception, domain or torchscript:PATH")
+        for name in value:
+            problem = feature_problem(name)
+            if problem:
+                raise ValueError(problem)
         return value
 
     @field_validator("ais_schedule")
@@ -190,6 +203,10 @@ class ResourcesConfig(Section):
     gpus_per_worker: float = Field(1.0, ge=0)
     ray_address: str | None = Field(None, description="join this Ray cluster (else RAY_ADDRESS, else local)")
     max_failures: int = Field(2, ge=0, description="worker-group restarts allowed per run")
+    data_in_memory_mb: float = Field(
+        2048, ge=0, description="a training split up to this size is loaded once into one tensor on each "
+                                "worker's device (GPU memory with use_gpu); larger ones are memory-mapped "
+                                "and read ahead by a thread; 0 = always memory-mapped")
 
 
 class OutputConfig(Section):

@@ -7,6 +7,7 @@ the family's recipe. Everything here is family agnostic: a new family never chan
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import tempfile
@@ -24,15 +25,17 @@ from pipeline.checkpoints import latest_valid, list_checkpoints, persist_checkpo
 from pipeline.config import RunConfig, validate_config
 from pipeline.data import PreparedData, load_prepared, open_split
 from pipeline.errors import TrainingDiverged, UserError
+from pipeline.feed import Feed, open_feed
+from pipeline.meter import StepMeter
 from pipeline.recipes.base import Batch, Recipe, recipe_class
 from pipeline.rundir import MODEL_FILE, RunDir, storage_of
-from pipeline.sharding import local_batches, num_batches
+from pipeline.sharding import num_batches
 
 log = logging.getLogger(__name__)
 
 # Config sections a resumed run may change (the rest defines the model being trained).
 RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.log_every", "train.checkpoint_every",
-                     "train.keep_checkpoints", "resources", "output", "sample", "evaluate", "name"}
+                     "train.keep_checkpoints", "train.compile", "resources", "output", "sample", "evaluate", "name"}
 
 
 @dataclass
@@ -250,17 +253,15 @@ def worker_loop(config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker (or in-process when num_workers=0)."""
     import ray
     import ray.train
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, set_seed
+    from accelerate.utils import set_seed
 
     _quiet_worker_logs()
     cfg = validate_config(config["cfg"])
     data = load_prepared(config["data_path"])
     board = config["board"]
     recipe_cls = recipe_class(cfg.model.family)
-    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if recipe_cls.trains_layerwise else []
-    accelerator = Accelerator(mixed_precision=_precision(cfg), gradient_accumulation_steps=cfg.train.grad_accum_steps,
-                              cpu=not cfg.resources.use_gpu, kwargs_handlers=handlers)
+    accelerator = make_accelerator(cfg, recipe_cls)
+    _own_cores(cfg)  # after Accelerate, which sets its own count on multi-CPU runs without OMP_NUM_THREADS
     rank, world = accelerator.process_index, accelerator.num_processes
     if cfg.resources.num_workers > 0:  # in-process runs log in the driver already
         from pipeline.ray_logs import forward_worker_warnings
@@ -273,6 +274,8 @@ def worker_loop(config: dict[str, Any]) -> None:
     set_seed(cfg.train.seed)  # identical initialisation on every rank
     recipe = recipe_cls(cfg, data.data_shape())
     recipe.init_from_data(torch.from_numpy(np.array(train_x)))
+    if cfg.train.compile:
+        _compile(recipe)
     recipe.setup(accelerator)
 
     n = train_x.shape[0]
@@ -282,12 +285,14 @@ def worker_loop(config: dict[str, Any]) -> None:
         total = min(total, cfg.train.max_steps)
     ctx = _Context(cfg, rank, world, n, per_epoch, total, config["storage"], cfg.resources.num_workers == 0)
     epoch, step = _restore(accelerator, cfg, config, rank)
+    feed = open_feed(train_x, cfg.train.batch_size, world, rank, cfg.train.seed, recipe.data.shape,
+                     accelerator.device, cfg.resources.data_in_memory_mb)
     eval_train = torch.from_numpy(np.array(train_x[: cfg.train.eval_examples]))
     eval_test = torch.from_numpy(np.array(test_x[: cfg.train.eval_examples]))
     restarts = 0
     while step < total:
         try:
-            epoch_metrics, step = _run_epoch(recipe, accelerator, ctx, train_x, epoch, step, board)
+            epoch_metrics, step = _run_epoch(recipe, accelerator, ctx, feed, epoch, step, board)
         except TrainingDiverged as exc:
             restarts += 1
             resumed = _recover(recipe, accelerator, cfg, config, rank, restarts, str(exc), board)
@@ -302,6 +307,25 @@ def worker_loop(config: dict[str, Any]) -> None:
                     _to(eval_train, recipe, accelerator), _to(eval_test, recipe, accelerator)).items()}
         checkpointing = epoch % cfg.train.checkpoint_every == 0 or step >= total
         _report(recipe, accelerator, epoch, step, epoch_metrics, checkpointing, board, ctx)
+
+
+def make_accelerator(cfg: RunConfig, recipe_cls: type[Recipe], static_graph: bool | None = None) -> Any:
+    """The worker's Accelerator, with the DDP options that cut work for small models.
+
+    Bucket views: gradients live in DDP's all-reduce buckets (no copy in or out). A static graph
+    (``Recipe.ddp_static_graph``; ``static_graph`` overrides it, for tests) lets DDP skip
+    re-checking which parameters were used each step. ``find_unused_parameters`` (a graph walk per
+    step) only for recipes that train layer-wise, whose phases leave parameters without gradients.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    layerwise = recipe_cls.trains_layerwise
+    static = recipe_cls.ddp_static_graph(cfg) if static_graph is None else static_graph
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=layerwise, gradient_as_bucket_view=True,
+                                        static_graph=static and not layerwise)
+    return Accelerator(mixed_precision=_precision(cfg), gradient_accumulation_steps=cfg.train.grad_accum_steps,
+                       cpu=not cfg.resources.use_gpu, kwargs_handlers=[ddp])
 
 
 def _quiet_worker_logs() -> None:
@@ -327,59 +351,82 @@ def _precision(cfg: RunConfig) -> str:
     return mp
 
 
-def _run_epoch(recipe: Recipe, accelerator: Any, ctx: _Context, train_x: np.ndarray, epoch: int, step: int,
+def _run_epoch(recipe: Recipe, accelerator: Any, ctx: _Context, feed: Feed, epoch: int, step: int,
                board: Any) -> tuple[dict[str, float], int]:
-    """One pass over this worker's shard; returns the epoch's mean step metrics and the new step."""
+    """One pass over this worker's shard; returns the epoch's mean step metrics and the new step.
+
+    Metrics stay on the device: they are read back (one host sync, plus one tiny all-reduce under
+    DDP that carries every worker's divergence verdict) only on logging steps — every
+    ``train.log_every``-th, the last of the epoch and the last of the run. A divergence is thus
+    seen up to ``log_every`` steps late; the checkpoint restored is the last one written, and one
+    is written only after an epoch-end read-back found nothing wrong, so nothing good is lost.
+    """
     cfg = ctx.cfg
     torch.manual_seed(hash((cfg.train.seed, ctx.rank, epoch)) % (2**63))
     start = step - epoch * ctx.steps_per_epoch
-    sums: dict[str, float] = {}
-    count = 0
+    meter = StepMeter(accelerator.device, recipe.metric_limits())
+    reduce = (lambda t: accelerator.reduce(t, reduction="sum")) if ctx.world > 1 else None
+    step_context = _accumulation(recipe, accelerator, cfg)
+    reading = None
     examples = 0
     started = time.perf_counter()
-    modules = list(getattr(recipe, "wrapped", recipe.modules).values())
-    for lb in local_batches(ctx.n_train, cfg.train.batch_size, ctx.world, ctx.rank, cfg.train.seed, epoch, start):
-        x = torch.from_numpy(np.asarray(train_x[lb.indices])).reshape(-1, *recipe.data.shape).to(accelerator.device)
-        batch = Batch(x=x, y=None, weight=lb.weight, step=step, epoch=epoch)
+    for x, lb in feed.epoch(epoch, start):
+        log = _logging_step(step + 1, lb.index, ctx)
+        batch = Batch(x=x, y=None, weight=lb.weight, step=step, epoch=epoch, log=log)
         try:
-            with accelerator.accumulate(*modules):
-                metrics = recipe.train_step(batch)
-            problem = _nonfinite(metrics)
-        except TrainingDiverged as exc:  # raised by a recipe's own guard, after its optimiser step
-            metrics, problem = {}, str(exc)
-        _agree(problem, step, epoch, accelerator, ctx)
+            with step_context():
+                meter.add(recipe.train_step(batch))
+        except TrainingDiverged as exc:  # a recipe's own guard, raised after its optimiser step
+            meter.fail(str(exc))
         step += 1
         examples += len(lb.indices) * ctx.world
-        for k, v in metrics.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
-        count += 1
-        if ctx.rank == 0 and (step % cfg.train.log_every == 0 or step == ctx.total_steps):
-            board.push.remote({"kind": "step", "step": step, "total": ctx.total_steps, "epoch": epoch,
-                               "metrics": {k: float(v) for k, v in metrics.items()}})
+        if log:
+            reading = _check(meter.read(reduce), step, epoch, ctx)
+            if ctx.rank == 0 and (step % cfg.train.log_every == 0 or step == ctx.total_steps):
+                board.push.remote({"kind": "step", "step": step, "total": ctx.total_steps, "epoch": epoch,
+                                   "metrics": reading.last})
         if step >= ctx.total_steps:
             break
+    if reading is None or meter.dirty:
+        reading = _check(meter.read(reduce), step, epoch, ctx)
     seconds = time.perf_counter() - started
-    means = {k: v / max(count, 1) for k, v in sums.items()}
-    return means | {"epoch_seconds": seconds, "examples_per_sec": examples / max(seconds, 1e-9)}, step
+    return reading.means | {"epoch_seconds": seconds, "examples_per_sec": examples / max(seconds, 1e-9)}, step
 
 
-def _nonfinite(metrics: dict[str, float]) -> str | None:
-    bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(float(v))]
-    return ", ".join(bad) if bad else None
+def _logging_step(step: int, batch_index: int, ctx: _Context) -> bool:
+    """Whether the step that ends at ``step`` reads its metrics back (same answer on every worker)."""
+    return (step % ctx.cfg.train.log_every == 0 or step >= ctx.total_steps
+            or batch_index == ctx.steps_per_epoch - 1)
 
 
-def _agree(problem: str | None, step: int, epoch: int, accelerator: Any, ctx: _Context) -> None:
-    """Stop all workers together when any worker diverged (one tiny all-reduce per step).
+def _check(reading: Any, step: int, epoch: int, ctx: _Context) -> Any:
+    """Stop all workers together when the read-back found a divergence on any of them."""
+    if reading.problem:
+        raise TrainingDiverged(f"training diverged by step {step} (epoch {epoch}; checked every "
+                               f"{ctx.cfg.train.log_every} steps and at epoch ends): {reading.problem}")
+    return reading
 
-    Recipes must raise TrainingDiverged only *after* their backward/step, never between a DDP
-    forward and backward, or the other workers would wait in the gradient all-reduce forever.
-    """
-    flag = torch.tensor([1.0 if problem else 0.0], device=accelerator.device)
-    if ctx.world > 1:
-        flag = accelerator.reduce(flag, reduction="sum")
-    if flag.item() > 0:
-        raise TrainingDiverged(f"training diverged at step {step} (epoch {epoch}): "
-                               f"{problem or 'a non-finite loss on another worker'}")
+
+def _accumulation(recipe: Recipe, accelerator: Any, cfg: RunConfig) -> Callable[[], Any]:
+    """Accelerate's accumulate context only when accumulating (it costs a check per module per step)."""
+    if cfg.train.grad_accum_steps <= 1:
+        return contextlib.nullcontext
+    modules = list(getattr(recipe, "wrapped", recipe.modules).values())
+    return lambda: accelerator.accumulate(*modules)
+
+
+def _own_cores(cfg: RunConfig) -> None:
+    """A Ray worker runs ``resources.cpus_per_worker`` torch threads: the cores Ray reserved for it,
+    no more (threads beyond them fight the other workers'). In-process runs (num_workers=0) keep
+    torch's default, which is all cores of the machine, as a plain script would."""
+    if cfg.resources.num_workers > 0:
+        torch.set_num_threads(max(1, math.floor(cfg.resources.cpus_per_worker)))
+
+
+def _compile(recipe: Recipe) -> None:
+    """``train.compile``: compile every module's forward in place (state-dict keys unchanged)."""
+    for module in recipe.modules.values():
+        module.compile()
 
 
 def _restore(accelerator: Any, cfg: RunConfig, config: dict[str, Any], rank: int) -> tuple[int, int]:

@@ -33,6 +33,10 @@ def ensure_ray(address: str | None = None) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:  # "local": a new instance, never another cluster found on this machine (pipeline/ray_logs.py)
+        # Ray starts its workers at nice 15 (RAY_worker_niceness, read when Ray starts): they then
+        # yield the CPU to every normal-priority process, Ray's own raylet and GCS included, and
+        # a training worker next to any busy process crawls. A Ray we start runs them at nice 0.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         local_ray_env()
         ray.init(address="local", **kwargs)
 

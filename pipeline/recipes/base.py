@@ -6,6 +6,12 @@ is declared below with its type and a default, so nothing is found by probing (`
 The engine (``pipeline.engine``) owns devices, DDP through Accelerate, data sharding, gradient
 accumulation, precision, seeding, metric reporting, checkpoints and resume.
 
+Rule for speed: ``train_step`` returns detached 0-d tensors (or plain Python numbers), never
+``.item()``-ed floats. The engine sums them on the device and reads them back once every
+``train.log_every`` steps, so a step never waits for the device (on a GPU each ``.item()`` stalls
+the launch queue). Work done only for metrics (gradient norms, discriminator statistics) belongs
+under ``if batch.log:``, which is true exactly on the steps whose metrics the engine reads back.
+
 Rule for DDP: a loss must be computed by *calling* a prepared module (``self.net("model")(x)``),
 never one of its methods, because DistributedDataParallel synchronises gradients only through
 ``forward``. Energy models therefore return per-example (free) energies from ``forward``.
@@ -61,6 +67,9 @@ class Batch:
     weight: float
     step: int
     epoch: int
+    # True on the steps whose metrics the engine reads back (every train.log_every-th and the
+    # last of an epoch): compute costly diagnostics only then. Direct callers get them always.
+    log: bool = True
 
 
 class Recipe(ABC):
@@ -95,8 +104,27 @@ class Recipe(ABC):
                 if any(p.requires_grad for p in m.parameters())}
 
     @abstractmethod
-    def train_step(self, batch: Batch) -> dict[str, float]:
-        """One optimisation step on a batch; returns scalar metrics (already .item()-ed)."""
+    def train_step(self, batch: Batch) -> dict[str, Tensor | float]:
+        """One optimisation step on a batch; returns 0-d detached tensors (see the module docstring)."""
+
+    @classmethod
+    def ddp_static_graph(cls, cfg: RunConfig) -> bool:
+        """True when every step runs the same forward/backward pattern on each DDP-wrapped module,
+        so DDP may record the graph once (``static_graph``) instead of re-checking it every step.
+        Default False; a family that returns True must pass tests/pipeline/test_ddp_options.py."""
+        return False
+
+    def metric_limits(self) -> dict[str, tuple[float, str]]:
+        """Divergence guards: metric name → (largest allowed |value|, the setting that sets it).
+
+        The engine tracks each named metric's largest |value| on the device and, at its next
+        read-back, stops every worker together when one went over (then restores the last good
+        checkpoint and calls ``on_divergence_restart`` when the recipe defines it). This costs no
+        host synchronisation per step. A recipe may still raise TrainingDiverged itself, but only
+        after its optimiser step: the engine then keeps that worker stepping in lockstep with the
+        others until the read-back, where all of them stop together (so DDP cannot deadlock).
+        """
+        return {}
 
     def epoch_metrics(self, train_x: Tensor, test_x: Tensor) -> dict[str, float]:
         """Per-epoch metrics on small held-out slices (rank 0, unwrapped modules, no grad)."""

@@ -47,14 +47,15 @@ class BMRecipe(EnergyRecipe):
     def after_setup(self) -> None:
         self.gen = self.rank_generator()
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, Tensor | float]:
         if not self.exact:
             return super().train_step(batch)
         # mean E(data) + log Z: its gradient is exactly ⟨yyᵀ⟩_data − ⟨yyᵀ⟩_model (log Z by enumeration)
         x = batch.x.reshape(batch.x.shape[0], -1)
         loss = self.net("model")(x).mean() + self.modules["model"].log_partition()
         self.optimize("model", loss, batch)
-        return {"loss": loss.item(), "nll": loss.item()}
+        loss = loss.detach()
+        return {"loss": loss, "nll": loss}
 
     def positive(self, batch: Batch) -> Tensor:
         return batch.x.reshape(batch.x.shape[0], -1)

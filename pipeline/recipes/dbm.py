@@ -101,7 +101,7 @@ class DBMRecipe(EnergyRecipe):
             return LayerPair(pos.index, torch.cat([pos.x, neg.x]), torch.cat([pos.h, neg.h]))
         return [torch.cat([p, q.detach()]) for p, q in zip(pos, neg)]
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, Tensor | float]:
         index = self.pretrain_index(batch.epoch)
         return super().train_step(batch) | {"pretraining_layer": -1.0 if index is None else float(index)}
 

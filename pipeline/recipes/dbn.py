@@ -79,7 +79,7 @@ class DBNRecipe(EnergyRecipe):
     def concat(self, pos: LayerInput, neg: LayerInput) -> LayerInput:
         return LayerInput(pos.index, torch.cat([pos.x, neg.x.detach()]))
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, Tensor | float]:
         return super().train_step(batch) | {"layer": float(self.layer_of(batch.epoch))}
 
     @torch.no_grad()

@@ -23,6 +23,12 @@ class EnergyRecipe(Recipe):
 
     energy_module: str = "model"
 
+    @classmethod
+    def ddp_static_graph(cls, cfg: Any) -> bool:
+        """One forward of the wrapped energy per backward, every step (samplers use the unwrapped
+        module); the engine ignores this for the layer-wise families (DBN, DBM pretraining)."""
+        return True
+
     @abstractmethod
     def positive(self, batch: Batch) -> Any:
         """The data-side input of the energy (x itself, or x with mean-field hidden states)."""
@@ -39,7 +45,7 @@ class EnergyRecipe(Recipe):
         """Optional extra term (e.g. the deep-EBM energy-magnitude penalty α(E+² + E-²))."""
         return None
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, Tensor | float]:
         pos = self.positive(batch)
         neg = self.negative(batch)
         n_pos = batch.x.shape[0]
@@ -49,7 +55,7 @@ class EnergyRecipe(Recipe):
         reg = self.regularizer(e_pos, e_neg)
         total = loss if reg is None else loss + reg
         self.optimize(self.energy_module, total, batch)
-        metrics = {"loss": total.item(), "energy_pos": e_pos.mean().item(), "energy_neg": e_neg.mean().item()}
+        metrics = {"loss": total.detach(), "energy_pos": e_pos.detach().mean(), "energy_neg": e_neg.detach().mean()}
         if reg is not None:
-            metrics["regularizer"] = reg.item()
+            metrics["regularizer"] = reg.detach()
         return metrics

@@ -28,6 +28,11 @@ def digits(tmp_path_factory):
     return prepare(_cfg(root).data, root / "digits")
 
 
+# both batch feeds (pipeline/feed.py): the split on the device, and the memory map read ahead
+DATA_PATHS = pytest.mark.parametrize("path", ["resources.data_in_memory_mb=2048", "resources.data_in_memory_mb=0"],
+                                     ids=["in-memory", "mapped"])
+
+
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_trained(run_dir).recipe.modules["model"].state_dict()
 
@@ -46,9 +51,9 @@ def test_train_writes_checkpoints_model_and_metrics(tmp_path, digits):
     assert trained.epoch == 2 and trained.step == 16
 
 
-def test_same_seed_same_weights(tmp_path, digits):
-    a = train(_cfg(tmp_path / "a"), digits)
-    b = train(_cfg(tmp_path / "b"), digits)
+def test_same_seed_same_weights_on_both_data_paths(tmp_path, digits):
+    a = train(_cfg(tmp_path / "a", "resources.data_in_memory_mb=2048"), digits)
+    b = train(_cfg(tmp_path / "b", "resources.data_in_memory_mb=0"), digits)
     for k, v in _weights(Path(a.run_dir)).items():
         assert torch.equal(v, _weights(Path(b.run_dir))[k]), k
 
@@ -59,15 +64,16 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path, digits):
         train(_cfg(tmp_path), digits)
 
 
-def test_resume_continues_to_the_requested_epochs(tmp_path, digits):
-    first = train(_cfg(tmp_path, "train.epochs=1"), digits)
+@DATA_PATHS
+def test_resume_continues_to_the_requested_epochs(tmp_path, digits, path):
+    first = train(_cfg(tmp_path, "train.epochs=1", path), digits)
     assert first.steps == 8
-    resumed = train(_cfg(tmp_path, "train.epochs=3"), digits, resume=True)
+    resumed = train(_cfg(tmp_path, "train.epochs=3", path), digits, resume=True)
     assert resumed.epochs == 3 and resumed.steps == 24
-    straight = train(_cfg(tmp_path / "straight", "train.epochs=3"), digits)
+    straight = train(_cfg(tmp_path / "straight", "train.epochs=3", path), digits)
     for k, v in _weights(Path(straight.run_dir)).items():
         assert torch.allclose(v, _weights(Path(resumed.run_dir))[k], atol=1e-6), k
-    again = train(_cfg(tmp_path, "train.epochs=3"), digits, resume=True)
+    again = train(_cfg(tmp_path, "train.epochs=3", path), digits, resume=True)
     assert again.skipped and again.steps == 24
 
 
@@ -88,9 +94,10 @@ def test_corrupt_checkpoint_falls_back_to_the_previous(tmp_path, digits, caplog)
     assert resumed.steps == 24  # restarted from epoch 1 (step 8) and trained 2 more epochs
 
 
-def test_nan_loss_stops_with_step_and_checkpoint(tmp_path, digits):
+@DATA_PATHS
+def test_nan_loss_stops_with_step_and_checkpoint(tmp_path, digits, path):
     # An absurd learning rate overflows the RBM's free energy within a few epochs.
-    cfg = _cfg(tmp_path, "train.lr=1e38", "train.epochs=4")
+    cfg = _cfg(tmp_path, "train.lr=1e38", "train.epochs=4", path)
     with pytest.raises(TrainingDiverged, match=r"step \d+.*last good checkpoint"):
         train(cfg, digits)
 

@@ -39,11 +39,17 @@ def _weights(run_dir) -> dict[str, torch.Tensor]:
     return load_trained(run_dir).recipe.modules["model"].state_dict()
 
 
-def test_two_workers_take_the_same_steps_as_one(tmp_path, digits, fresh_ray):
+# both batch feeds (pipeline/feed.py): the split on the device, and the memory map read ahead
+DATA_PATHS = pytest.mark.parametrize("path", ["resources.data_in_memory_mb=2048", "resources.data_in_memory_mb=0"],
+                                     ids=["in-memory", "mapped"])
+
+
+@DATA_PATHS
+def test_two_workers_take_the_same_steps_as_one(tmp_path, digits, fresh_ray, path):
     """Same global batches + loss weights ⇒ DDP's averaged update equals the single-process one."""
-    one = train(_cfg(tmp_path / "one", "resources.num_workers=0"), digits)
+    one = train(_cfg(tmp_path / "one", "resources.num_workers=0", path), digits)
     events = []
-    two = train(_cfg(tmp_path / "two", "resources.num_workers=2"), digits, progress=events.append)
+    two = train(_cfg(tmp_path / "two", "resources.num_workers=2", path), digits, progress=events.append)
     assert sorted(e["rank"] for e in events if e["kind"] == "worker") == [0, 1]
     assert one.steps == two.steps == 8
     w1, w2 = _weights(one.run_dir), _weights(two.run_dir)
@@ -68,9 +74,10 @@ def _kill_one_worker_after_checkpoint(run_dir: Path, killed: list[int]) -> None:
         time.sleep(0.05)
 
 
-def test_killed_worker_resumes_from_last_checkpoint(tmp_path, digits, fresh_ray):
+@DATA_PATHS
+def test_killed_worker_resumes_from_last_checkpoint(tmp_path, digits, fresh_ray, path):
     cfg = _cfg(tmp_path, "resources.num_workers=2", "resources.max_failures=2", "train.epochs=12",
-               "model.n_hidden=200", "model.negative=gibbs")
+               "model.n_hidden=200", "model.negative=gibbs", path)
     killed: list[int] = []
     watcher = threading.Thread(target=_kill_one_worker_after_checkpoint, args=(RunDir.of(cfg).path, killed), daemon=True)
     watcher.start()

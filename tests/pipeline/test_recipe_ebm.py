@@ -39,17 +39,32 @@ def test_trained_energy_is_low_on_the_modes():
     assert modes < off.min()  # every mode below every off-ring probe (centre, inside, outside)
 
 
-def test_guard_raises_after_the_step_and_restart_lowers_lr_and_reseeds():
+def test_guard_is_declared_the_step_still_happens_and_restart_lowers_lr_and_reseeds():
     r = _recipe("model.max_energy_magnitude=1e-9", "model.langevin_steps=2")
     before = [p.detach().clone() for p in r.modules["model"].parameters()]
-    with pytest.raises(TrainingDiverged, match="max_energy_magnitude"):
-        r.train_step(Batch(torch.randn(16, 2), None, 1.0, 7, 0))
+    metrics = r.train_step(Batch(torch.randn(16, 2), None, 1.0, 7, 0))
+    bound, setting = r.metric_limits()["energy_magnitude"]
+    assert (bound, setting) == (1e-9, "model.max_energy_magnitude")
+    assert float(metrics["energy_magnitude"]) == max(abs(float(metrics["energy_pos"])),
+                                                     abs(float(metrics["energy_neg"]))) > bound
     after = list(r.modules["model"].parameters())
     assert any(not torch.equal(a, b) for a, b in zip(after, before))  # the step happened (DDP-safe)
     state = r.gen.get_state().clone()
     r.on_divergence_restart(2)
     assert r.optimizers["model"].param_groups[0]["lr"] == pytest.approx(0.001 * 0.25)
     assert not torch.equal(state, r.gen.get_state())
+
+
+def test_engine_stops_on_the_energy_guard(tmp_path):
+    """The declared guard trips at the engine's read-back; with no checkpoint yet the run stops."""
+    from pipeline.data import prepare
+    from pipeline.engine import train
+
+    cfg = load_config("ebm-ring8", [f"output.root={tmp_path}", "resources.num_workers=0", "data.toy_samples=512",
+                                    "train.epochs=2", "model.langevin_steps=2", "model.buffer_size=256",
+                                    "model.max_energy_magnitude=1e-9"])
+    with pytest.raises(TrainingDiverged, match=r"\|energy_magnitude\| reached .* > model.max_energy_magnitude=1e-09"):
+        train(cfg, prepare(cfg.data, tmp_path / "data"))
 
 
 def test_engine_restores_and_recovers_then_gives_up(tmp_path, monkeypatch):
