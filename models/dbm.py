@@ -9,6 +9,7 @@ AIS anneals on (for two hidden layers: AIS over h1 with v and h2 summed out).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -186,17 +187,71 @@ class DBM(nn.Module):
             log_w += self.odd_log_marginal(odd, hi) - self.odd_log_marginal(odd, lo)
             if k == len(betas) - 1:
                 break
-            layers = self._with_even_zeros(odd)
-            for l in range(0, len(layers), 2):
-                layers[l] = torch.bernoulli(torch.sigmoid(self.layer_input(layers, l, hi)), generator=generator)
-            for l in range(1, len(layers), 2):
-                layers[l] = torch.bernoulli(torch.sigmoid(self.layer_input(layers, l, hi)), generator=generator)
-            odd = layers[1::2]
+            odd = self.tempered_sweep(odd, hi, generator)
+        return log_w
+
+    @torch.no_grad()
+    def tempered_sweep(self, odd: list[Tensor], beta: float, generator: torch.Generator | None) -> list[Tensor]:
+        """Even layers given the odd ones, then odd given even, all at inverse temperature β: a kernel
+        on the odd-layer marginal that leaves it invariant and is reversible (as v → h → v in an RBM)."""
+        layers = self._with_even_zeros(odd)
+        for l in range(0, len(layers), 2):
+            layers[l] = torch.bernoulli(torch.sigmoid(self.layer_input(layers, l, beta)), generator=generator)
+        for l in range(1, len(layers), 2):
+            layers[l] = torch.bernoulli(torch.sigmoid(self.layer_input(layers, l, beta)), generator=generator)
+        return layers[1::2]
+
+    def log_f_visible_odd(self, v: Tensor, odd: list[Tensor]) -> Tensor:
+        """log Σ exp(−E(v, odd, even')) over the even hidden layers even' (v and the odd layers given)."""
+        layers = self._with_even_zeros(odd)
+        layers[0] = v
+        val = v @ self.biases[0] + ((v @ self.weights[0]) * layers[1]).sum(-1)
+        val = val + sum(layers[l] @ self.biases[l] for l in range(1, len(layers), 2))
+        for l in range(2, len(layers), 2):
+            val = val + F.softplus(self.layer_input(layers, l)).sum(-1)
+        return val
+
+    @torch.no_grad()
+    def posterior_draw(self, v: Tensor, generator: torch.Generator | None,
+                       iterations: int = 30) -> tuple[list[Tensor], Tensor]:
+        """Odd layers drawn from the factorial mean-field posterior Q(odd | v), with log Q of the draw."""
+        mu = self.mean_field(v, iterations)
+        odd, log_q = [], torch.zeros(v.shape[0], dtype=v.dtype, device=v.device)
+        for m in mu[1::2]:
+            m = m.clamp(1e-6, 1 - 1e-6)
+            h = torch.bernoulli(m, generator=generator)
+            odd.append(h)
+            log_q = log_q + (h * torch.log(m) + (1 - h) * torch.log1p(-m)).sum(-1)
+        return odd, log_q
+
+    @torch.no_grad()
+    def importance_log_f(self, v: Tensor, samples: int, generator: torch.Generator | None,
+                         iterations: int = 30) -> Tensor:
+        """Importance-sampled log p*(v) with Q(odd | v) as proposal and the even layers summed out:
+        log mean_m f(v, odd_m)/Q(odd_m | v); a stochastic lower bound that tightens with ``samples``."""
+        vv = v.repeat_interleave(samples, 0)
+        odd, log_q = self.posterior_draw(vv, generator, iterations)
+        return torch.logsumexp((self.log_f_visible_odd(vv, odd) - log_q).reshape(-1, samples), 1) - math.log(samples)
+
+    @torch.no_grad()
+    def raise_log_weights(self, v: Tensor, betas: Tensor, generator: torch.Generator | None,
+                          iterations: int = 30) -> Tensor:
+        """RAISE (Burda et al. 2015) on the odd-layer path of :meth:`ais_log_weights`, from test rows v.
+
+        p(odd | v) is intractable, so the reverse chain starts from odd ~ Q(odd | v) and the weight
+        carries f(v, odd)/Q(odd | v) (even hidden layers summed out, v emitted given odd):
+        log w = log f(v, odd_K) − log Q − log Z_0 + Σ_{k<K} [log f_k(odd_k) − log f_{k+1}(odd_k)],
+        an unbiased estimate of the annealing model's p(v) for any Q with full support.
+        """
+        odd, log_q = self.posterior_draw(v, generator, iterations)
+        log_w = self.log_f_visible_odd(v, odd) - log_q - self.base_log_z()
+        for k in range(len(betas) - 1, 0, -1):
+            lo, hi = float(betas[k - 1]), float(betas[k])
+            odd = self.tempered_sweep(odd, hi, generator)
+            log_w += self.odd_log_marginal(odd, lo) - self.odd_log_marginal(odd, hi)
         return log_w
 
     def base_log_z(self) -> float:
-        import math
-
         return sum(self.sizes) * math.log(2.0)
 
 

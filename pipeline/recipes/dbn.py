@@ -22,7 +22,8 @@ from models.samplers.dbn_dbm import DBNSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
-from pipeline.recipes.likelihood import AISRunner, ais_report, rbm_log_z_ais
+from pipeline.recipes.likelihood import (AISRunner, ais_report, binary_data_refusal, exact_report, rbm_log_z_ais,
+                                         rbm_raise, sandwich, unavailable)
 
 
 @register_model_config("dbn")
@@ -93,33 +94,46 @@ class DBNRecipe(EnergyRecipe):
 
     def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
                    schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> dict[str, Any]:
-        """The variational lower bound on test log p(v) (S&M 2008), top log Z exact or (``method="ais"``
-        or a large top RBM) by AIS, whose log(Ẑ ± 3σ̂) interval becomes the bound's interval;
-        exact log p(v) for two hidden layers when h1 and the top RBM are small enough to enumerate."""
+        """Exact log p(v) for two hidden layers when h1 (≤ 16) and the top RBM are small enough to
+        enumerate; otherwise the variational lower bound on test log p(v) (S&M 2008) with the top log Z
+        exact (small top RBM) or, for ``method="ais"`` or a large top, as a sandwich: forward AIS of the
+        top log Z (log(Ẑ ± 3σ̂) becomes the bound's interval) beside RAISE of the top RBM from the
+        test data's top-level states (Burda et al. 2015)."""
         dbn = copy.deepcopy(self.dbn).cpu()
         x = test_x.reshape(test_x.shape[0], -1).float()
-        top = dbn.top
+        top, n = dbn.top, int(x.shape[0])
+        if why := binary_data_refusal(self.data, "DBN"):
+            return unavailable(method, n, why)
+        top_small = min(top.n_visible, top.n_hidden) <= 20
+        exact_ok = len(dbn.rbms) == 2 and dbn.rbms[0].n_hidden <= 16 and top_small
+        if method == "exact" and not exact_ok:
+            return unavailable("exact", n, "evaluate.likelihood=exact needs a DBN with two hidden layers, h1 of "
+                                           "at most 16 units and a top RBM whose smaller layer has at most 20; "
+                                           "use evaluate.likelihood=auto or ais")
         with torch.no_grad():
             top_input = dbn.up(x, len(dbn.rbms) - 1, torch.Generator().manual_seed(0))
             res = None
-            if method != "ais" and min(top.n_visible, top.n_hidden) <= 20:
+            if method != "ais" and top_small:
                 log_z = float(copy.deepcopy(top).double().log_partition())
             else:
                 res, n_betas = rbm_log_z_ais(copy.deepcopy(top).double(), top_input.mean(0), ais_runs, schedule,
                                              ais_runner)
                 log_z = res.log_z
-            n = int(x.shape[0])
-            if len(dbn.rbms) == 2 and dbn.rbms[0].n_hidden <= 16 and res is None:
-                ll = float(dbn.exact_log_p(x, log_z).mean())
-                return {"method": "exact", "log_z": log_z, "log_likelihood": ll, "test_examples": n}
+            if exact_ok and res is None:
+                return exact_report(log_z, float(dbn.exact_log_p(x, log_z).mean()), n)
             gen = torch.Generator().manual_seed(0)
             bound = float(dbn.log_p_lower(x, 0, log_z, self.mcfg.bound_samples, gen).mean())
+            if res is not None:
+                rev = rbm_raise(copy.deepcopy(top).double(), top_input.mean(0), top_input, ais_runs, schedule,
+                                ais_runner)
         out = {"method": "variational bound (S&M 2008)", "test_examples": n,
                "note": "a lower bound on the test log-likelihood"}
         if res is None:
             return {"log_z": log_z, "top_log_z_method": "exact", "log_likelihood": bound} | out
-        # the bound moves with the top log Ẑ: its log(Ẑ ± 3σ̂) interval becomes the bound's interval
-        return ais_report(bound + log_z, res, n_betas) | {"top_log_z_method": "ais"} | out
+        # the bound moves with the top log Ẑ: its log(Ẑ ± 3σ̂) interval becomes the bound's interval;
+        # the reverse side replaces −F(h) − log Ẑ by the top RBM's RAISE estimate of log p(h)
+        return (ais_report(bound + log_z, res, n_betas) | {"top_log_z_method": "ais"} | out
+                | sandwich(bound, bound + log_z, rev, res.n_runs))
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
         return self.dbn, DBNSampler()

@@ -15,7 +15,11 @@ from models.samplers.gibbs import GibbsSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
-from pipeline.recipes.likelihood import AISRunner, ais_report, rbm_log_z_ais
+from pipeline.recipes.likelihood import (AISRunner, ais_report, binary_data_refusal, exact_refusal, exact_report,
+                                         rbm_log_z_ais, rbm_raise, sandwich, unavailable)
+
+AUTO_EXACT_LIMIT = 20  # auto enumerates up to 2^20 states; exact is asked for up to the hard limit
+EXACT_LIMIT = 25
 
 
 @register_model_config("rbm")
@@ -24,7 +28,7 @@ class RBMConfig(ModelConfig):
     n_hidden: int = Field(500, gt=0)
     cd_k: int = Field(1, gt=0, description="Gibbs sweeps per negative phase")
     persistent: bool = Field(False, description="persistent CD (Tieleman 2008): chains survive updates")
-    persistent_chains: int | None = Field(None, gt=0, description="chains per worker; default batch share")
+    persistent_chains: int | None = Field(None, gt=0, description="chains per worker; default: the first batch's share, fixed for the run")
     negative: Literal["gibbs", "mean-field"] = Field(
         "gibbs", description="mean-field uses probabilities instead of samples (deterministic)")
     visible: Literal["bernoulli", "gaussian"] = Field(
@@ -79,8 +83,12 @@ class RBMRecipe(EnergyRecipe):
         return self.rbm.gibbs_step(v, self.gen)[0]
 
     def _persistent_start(self, batch: Batch) -> Tensor:
-        n = self.mcfg.persistent_chains or batch.x.shape[0]
-        if self.chains is None or self.chains.shape[0] != n:
+        """The persistent chains, sized once (``persistent_chains`` or the first batch's share) and
+        never re-initialised: a short last batch must not reset them (Tieleman 2008 keeps them
+        across the whole run). The loss averages F over the chains, so their count need not match
+        the batch."""
+        if self.chains is None:
+            n = self.mcfg.persistent_chains or batch.x.shape[0]
             self.chains = torch.bernoulli(torch.full((n, self.rbm.n_visible), 0.5, device=self.device),
                                           generator=self.gen)
         return self.chains
@@ -98,30 +106,38 @@ class RBMRecipe(EnergyRecipe):
 
     def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
                    schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> dict[str, Any]:
-        """Mean test log-likelihood in nats: exact when the smaller layer has ≤ 20 units, else AIS
-        (Salakhutdinov & Murray 2008) with log Ẑ ± 3σ̂ turned into bounds on the likelihood."""
+        """Mean test log-likelihood in nats: exact when the smaller layer has ≤ 20 units (``auto``) or
+        ≤ 25 (``exact``), else the sandwich of forward AIS (Salakhutdinov & Murray 2008; log Ẑ ± 3σ̂
+        turned into bounds) and RAISE (Burda et al. 2015) along the same path."""
         rbm = copy.deepcopy(self.rbm).cpu().double()
         x = test_x.reshape(test_x.shape[0], -1).double()
+        n, small = int(x.shape[0]), min(rbm.n_visible, rbm.n_hidden)
+        if self.mcfg.visible == "bernoulli" and (why := binary_data_refusal(self.data, "Bernoulli RBM")):
+            return unavailable(method, n, why)
         with torch.no_grad():
             mean_neg_f = float((-rbm.free_energy(x)).mean())
             if self.mcfg.visible == "gaussian":
                 if rbm.n_hidden > 20:
-                    return {"method": "exact", "log_likelihood": None, "test_examples": int(x.shape[0]),
-                            "reason": "Gaussian-visible RBMs report exact likelihoods only (≤ 20 hidden units)"}
+                    return unavailable("exact", n, "Gaussian-visible RBMs report exact likelihoods only "
+                                                   "(≤ 20 hidden units)")
                 log_z = float(rbm.log_partition())
-                out = {"method": "exact", "log_z": log_z, "log_likelihood": mean_neg_f - log_z}
-            elif method == "exact" or (method == "auto" and min(rbm.n_visible, rbm.n_hidden) <= 20):
+                return exact_report(log_z, mean_neg_f - log_z, n)
+            if method == "exact" and small > EXACT_LIMIT:
+                return unavailable("exact", n, exact_refusal("the smaller RBM layer", small, EXACT_LIMIT))
+            if method == "exact" or (method == "auto" and small <= AUTO_EXACT_LIMIT):
                 log_z = float(rbm.log_partition())
-                out = {"method": "exact", "log_z": log_z, "log_likelihood": mean_neg_f - log_z}
-            else:
-                res, n_betas = rbm_log_z_ais(rbm, getattr(self, "data_mean", x.mean(0)), ais_runs, schedule,
-                                             ais_runner)
-                out = ais_report(mean_neg_f, res, n_betas)
-        return out | {"test_examples": int(x.shape[0])}
+                return exact_report(log_z, mean_neg_f - log_z, n)
+            data_mean = getattr(self, "data_mean", x.mean(0))
+            res, n_betas = rbm_log_z_ais(rbm, data_mean, ais_runs, schedule, ais_runner)
+            out = ais_report(mean_neg_f, res, n_betas)
+            rev = rbm_raise(rbm, data_mean, x, ais_runs, schedule, ais_runner)
+        return out | sandwich(out["log_likelihood"], mean_neg_f, rev, res.n_runs) | {"test_examples": n}
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
         mean = getattr(self, "data_mean", None)
-        return self.rbm, GibbsSampler(init="data-mean" if mean is not None else "uniform", data_mean=mean)
+        # output="sample": the metrics score model draws v, as they score the (binary) test images
+        return self.rbm, GibbsSampler(init="data-mean" if mean is not None else "uniform", data_mean=mean,
+                                      output="sample")
 
     def state_dict(self) -> dict[str, Any]:
         return {"chains": self.chains, "gen": self.gen.get_state(),
