@@ -86,7 +86,7 @@ class DBM(nn.Module):
         up, _ = pretrain_multipliers(index, len(self.weights))
         return torch.sigmoid(up * (x @ self.weights[index]) + self.biases[index + 1])
 
-    def layer_input(self, layers: list[Tensor], l: int, beta: float = 1.0) -> Tensor:
+    def layer_input(self, layers: list[Tensor], l: int, beta: float | Tensor = 1.0) -> Tensor:
         """Total input to layer l from its neighbours (and bias), scaled by the inverse temperature."""
         x = self.biases[l].expand(layers[0].shape[0], -1)
         if l > 0:

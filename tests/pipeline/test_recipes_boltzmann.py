@@ -46,7 +46,12 @@ def test_exact_bm_training_raises_the_test_likelihood(tmp_path):
 def test_sampled_bm_trains_with_persistent_chains(tmp_path):
     _, trained, _ = _run(tmp_path, "bm-digits", "train.epochs=1", "data.limit=200")
     assert trained.recipe.chains.shape == (100, 64)
-    assert trained.recipe.likelihood(_test_x(trained))["log_likelihood"] is None  # 64 units: not enumerable
+    x = _test_x(trained)[:40]
+    refused = trained.recipe.likelihood(x, "exact")  # 64 units: not enumerable, and it says so
+    assert refused["log_likelihood"] is None and "evaluate.likelihood=exact" in refused["reason"]
+    out = trained.recipe.likelihood(x, "auto", ais_runs=10, schedule="linear:30")  # auto picks AIS + RAISE
+    assert out["method"] == "ais" and out["runs"] == {"forward": 10, "reverse": 10}
+    assert out["gap"] == pytest.approx(out["forward_log_likelihood"] - out["reverse_log_likelihood"])
 
 
 def test_dbn_trains_layer_by_layer_and_bounds_its_likelihood(tmp_path):
