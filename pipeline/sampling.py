@@ -125,8 +125,17 @@ def run_block(model: nn.Module, sampler: Sampler, block: Block, cfg: SampleConfi
     path = block_path(out_dir, block.index)
     with artifacts.atomic_path(path) as tmp, tmp.open("wb") as f:
         np.savez(f, x=np.stack(draws, axis=1), energy=energy,  # x: (chains, draws, *data_shape)
-                 acceptance=accepted.cpu().numpy() if accepted is not None else np.array([]))
+                 acceptance=accepted.cpu().numpy() if accepted is not None else np.array([]),
+                 **_swap_counts(state))
     return str(path)
+
+
+def _swap_counts(state) -> dict[str, np.ndarray]:
+    """Per-pair swap counts of a replica-exchange sampler (parallel tempering), empty otherwise."""
+    ex = state.extras
+    if "swap_accepted" not in ex:
+        return {"swap_accepted": np.array([]), "swap_attempts": np.array([])}
+    return {"swap_accepted": ex["swap_accepted"].cpu().numpy(), "swap_attempts": ex["swap_attempts"].cpu().numpy()}
 
 
 def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: str | Path,
@@ -222,16 +231,20 @@ def _bounded(submit: Sequence[Callable[[], Any]], limit: int, on_done: Callable[
 
 def _diagnostics(out_dir: Path, blocks: list[Block], cfg: SampleConfig) -> dict[str, Any]:
     """R-hat/ESS of the post-burn-in energy traces of all chains together, plus acceptance rates."""
-    traces, accept = [], []
+    traces, accept, swaps = [], [], []
     for b in blocks:
         with np.load(block_path(out_dir, b.index)) as f:
             traces.append(f["energy"][:, cfg.burn_in:])
             accept.append(f["acceptance"])
+            if "swap_attempts" in f and f["swap_attempts"].size:
+                swaps.append((f["swap_accepted"], f["swap_attempts"]))
     trace = np.concatenate(traces)
     out: dict[str, Any] = {"energy": diagnostics.summarize(trace) if trace.shape[1] >= 4 else {}}
     acc = np.concatenate(accept)
     if acc.size:
         out["acceptance_rate"] = {"mean": float(acc.mean()), "min": float(acc.min()), "max": float(acc.max())}
+    if swaps:  # parallel tempering: acceptance of each neighbouring pair of temperatures, all blocks pooled
+        out["swap_acceptance_rate"] = (sum(a for a, _ in swaps) / sum(t for _, t in swaps)).tolist()
     artifacts.write_json(out_dir / DIAGNOSTICS, out)
     return out
 

@@ -179,3 +179,17 @@ class ParallelTemperingSampler(Sampler):
     def to_data(self, model: nn.Module, state: ChainState) -> Tensor:
         """The β = 1 replica's visible layer: binary draws of the model."""
         return state.layers[0]
+
+
+def pt_state_dict(state: ChainState | None) -> dict[str, Tensor] | None:
+    """The tensors a checkpoint needs to resume PT chains (replicas, swap counts, parity)."""
+    if state is None:
+        return None
+    return dict(state.extras) | {"accepted": state.accepted, "proposed": torch.tensor(state.proposed)}
+
+
+def pt_state_from_dict(model: nn.Module, blob: dict[str, Tensor], device: torch.device | str) -> ChainState:
+    extras = {k: v.to(device) for k, v in blob.items() if k not in ("accepted", "proposed")}
+    top = [extras[f"replicas_{l}"][0] for l in range(len(_sizes(model)))]
+    return ChainState(layers=top, energy=torch.zeros(top[0].shape[0], device=device),
+                      accepted=blob["accepted"].to(device), proposed=int(blob["proposed"]), extras=extras)

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from models import ais
 from models.bm import FullyVisibleBM
 from models.samplers.base import Sampler
+from models.samplers.tempering import ParallelTemperingSampler
 from models.samplers.gibbs import GibbsSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
@@ -128,6 +129,8 @@ class BMRecipe(EnergyRecipe):
         return out | sandwich(out["log_likelihood"], mean_neg_e, rev, res.n_runs) | {"test_examples": n}
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
+        if name == "pt":  # replica exchange over 10 evenly spaced inverse temperatures in [0, 1]
+            return self.modules["model"], ParallelTemperingSampler(10)
         return self.modules["model"], GibbsSampler(output="sample")
 
     def state_dict(self) -> dict[str, Any]:

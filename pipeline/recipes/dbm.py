@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from models import ais
 from models.dbm import DBM, LayerPair
 from models.samplers.base import Sampler
+from models.samplers.tempering import ParallelTemperingSampler
 from models.samplers.dbn_dbm import DBMGibbsSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
@@ -158,6 +159,8 @@ class DBMRecipe(EnergyRecipe):
                     "the mean-field proposal over the odd layers"}
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
+        if name == "pt":  # replica exchange over 10 evenly spaced inverse temperatures in [0, 1]
+            return self.dbm, ParallelTemperingSampler(10)
         return self.dbm, DBMGibbsSampler()
 
     def state_dict(self) -> dict[str, Any]:

@@ -6,12 +6,13 @@ import copy
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from models.rbm import RBM, GaussianRBM
-from models.samplers.base import Sampler
+from models.samplers.base import ChainState, Sampler
 from models.samplers.gibbs import GibbsSampler
+from models.samplers.tempering import ParallelTemperingSampler, pt_state_dict, pt_state_from_dict
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
@@ -29,12 +30,22 @@ class RBMConfig(ModelConfig):
     cd_k: int = Field(1, gt=0, description="Gibbs sweeps per negative phase")
     persistent: bool = Field(False, description="persistent CD (Tieleman 2008): chains survive updates")
     persistent_chains: int | None = Field(None, gt=0, description="chains per worker; default: the first batch's share, fixed for the run")
-    negative: Literal["gibbs", "mean-field"] = Field(
-        "gibbs", description="mean-field uses probabilities instead of samples (deterministic)")
+    negative: Literal["gibbs", "mean-field", "pt"] = Field(
+        "gibbs", description="mean-field uses probabilities instead of samples (deterministic); pt = parallel "
+                             "tempering over persistent replicas (PT-PCD, Desjardins et al. 2010)")
+    pt_temperatures: int = Field(10, ge=2, description="replicas per chain of negative=pt (β evenly in [0, 1]); "
+                                 "also the ladder of the pt sampler")
     visible: Literal["bernoulli", "gaussian"] = Field(
         "bernoulli", description="gaussian = unit-variance Gaussian visible units for real-valued data")
     init_visible_bias_from_data: bool = True
     init_std: float = Field(0.01, gt=0)
+
+    @model_validator(mode="after")
+    def _pt_needs_binary_units(self) -> RBMConfig:
+        if self.negative == "pt" and self.visible == "gaussian":
+            raise ValueError("model.negative=pt is implemented for Bernoulli visible units; use model.negative=gibbs "
+                             "with model.visible=gaussian")
+        return self
 
 
 @register_recipe
@@ -44,6 +55,7 @@ class RBMRecipe(EnergyRecipe):
 
     def build_modules(self) -> dict[str, nn.Module]:
         self.chains: Tensor | None = None
+        self.pt_state: ChainState | None = None  # replicas of negative=pt
         self.gen = torch.Generator().manual_seed(self.cfg.train.seed)
         cls = GaussianRBM if self.mcfg.visible == "gaussian" else RBM
         return {"model": cls(self.data.dim, self.mcfg.n_hidden, self.mcfg.init_std)}
@@ -66,6 +78,8 @@ class RBMRecipe(EnergyRecipe):
         return batch.x.reshape(batch.x.shape[0], -1)
 
     def negative(self, batch: Batch) -> Tensor:
+        if self.mcfg.negative == "pt":
+            return self._tempered_negative(batch)
         with torch.no_grad():
             if self.mcfg.persistent:
                 v = self._persistent_start(batch)
@@ -76,6 +90,17 @@ class RBMRecipe(EnergyRecipe):
             if self.mcfg.persistent:
                 self.chains = v
         return v
+
+    @torch.no_grad()
+    def _tempered_negative(self, batch: Batch) -> Tensor:
+        """PT-PCD: persistent replicas at ``pt_temperatures`` inverse temperatures, ``cd_k`` sweeps and
+        swap rounds per update; the β = 1 replicas are the negatives (Desjardins et al. 2010)."""
+        sampler = ParallelTemperingSampler(self.mcfg.pt_temperatures)
+        if self.pt_state is None:  # sized once, like the persistent chains
+            self.pt_state = sampler.init(self.rbm, self.mcfg.persistent_chains or batch.x.shape[0], self.gen)
+        self.pt_state = sampler.step(self.rbm, self.pt_state, self.mcfg.cd_k, self.gen)
+        self.chains = self.pt_state.layers[0]
+        return self.chains
 
     def _sweep(self, v: Tensor) -> Tensor:
         if self.mcfg.negative == "mean-field":
@@ -102,6 +127,9 @@ class RBMRecipe(EnergyRecipe):
                "free_energy_train": f_train, "free_energy_test": f_test, "free_energy_gap": f_test - f_train}
         if self.mcfg.visible == "bernoulli":  # PLL flips bits: defined for binary visible units only
             out["pseudo_log_likelihood"] = rbm.pseudo_log_likelihood(test_x, g).mean().item()
+        if self.pt_state is not None:  # swap acceptance of the PT negative phase, over the run so far
+            rates = ParallelTemperingSampler.swap_rates(self.pt_state)
+            out |= {"pt_swap_rate_min": float(rates.min()), "pt_swap_rate_mean": float(rates.mean())}
         return out
 
     def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
@@ -134,6 +162,10 @@ class RBMRecipe(EnergyRecipe):
         return out | sandwich(out["log_likelihood"], mean_neg_f, rev, res.n_runs) | {"test_examples": n}
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
+        if name == "pt":
+            if self.mcfg.visible == "gaussian":
+                raise ValueError("sample.sampler=pt is implemented for Bernoulli RBMs; use sample.sampler=gibbs")
+            return self.rbm, ParallelTemperingSampler(self.mcfg.pt_temperatures)
         mean = getattr(self, "data_mean", None)
         # output="sample": the metrics score model draws v, as they score the (binary) test images
         return self.rbm, GibbsSampler(init="data-mean" if mean is not None else "uniform", data_mean=mean,
@@ -141,7 +173,7 @@ class RBMRecipe(EnergyRecipe):
 
     def state_dict(self) -> dict[str, Any]:
         return {"chains": self.chains, "gen": self.gen.get_state(),
-                "data_mean": getattr(self, "data_mean", None)}
+                "data_mean": getattr(self, "data_mean", None), "pt": pt_state_dict(self.pt_state)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("chains") is not None:
@@ -150,3 +182,5 @@ class RBMRecipe(EnergyRecipe):
             self.gen.set_state(state["gen"])
         if state.get("data_mean") is not None:
             self.data_mean = state["data_mean"]
+        if state.get("pt") is not None:
+            self.pt_state = pt_state_from_dict(self.rbm, state["pt"], self.device)

@@ -78,3 +78,4 @@ def test_swaps_are_all_accepted_between_identical_temperatures_and_ladders_are_c
     assert torch.all(sampler.swap_rates(state) == 1)
     with pytest.raises(ValueError, match="at least 2"):
         ladder(1)
+

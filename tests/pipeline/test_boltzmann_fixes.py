@@ -5,6 +5,8 @@ the metrics binary draws; and every AIS likelihood carries both sides of the san
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -112,3 +114,21 @@ def test_rbm_ais_likelihood_reports_both_sides_their_gap_and_runs():
     assert out["gap"] == pytest.approx(out["forward_log_likelihood"] - out["reverse_log_likelihood"])
     exact = float((-r.rbm.double().free_energy(x.double())).mean() - r.rbm.double().log_partition())
     assert abs(out["reverse_log_likelihood"] - exact) < 0.5 and abs(out["forward_log_likelihood"] - exact) < 0.5
+
+
+def test_pt_negative_phase_trains_an_rbm_and_the_sampling_stage_reports_swap_rates(tmp_path):
+    from pipeline.artifacts import read_jsonl
+    from pipeline.config import SampleConfig
+    from pipeline.sampling import sample
+    from tests.pipeline.test_recipes_boltzmann import _run
+
+    _, trained, result = _run(tmp_path, "rbm-digits", "model.negative=pt", "model.pt_temperatures=4",
+                              "model.n_hidden=16", "train.epochs=2", "data.limit=210", "train.batch_size=100")
+    r = trained.recipe
+    assert r.pt_state.extras["replicas_0"].shape == (4, 100, 64)  # sized once, kept through the short batch
+    epochs = read_jsonl(Path(result.run_dir) / "metrics.jsonl")
+    assert 0 <= epochs[-1]["pt_swap_rate_min"] <= epochs[-1]["pt_swap_rate_mean"] <= 1
+    out = sample(result.run_dir, SampleConfig(chains=6, steps=8, burn_in=2, thin=3, workers=0, chains_per_block=3,
+                                              sampler="pt"))
+    rates = out.diagnostics["swap_acceptance_rate"]
+    assert len(rates) == 3 and all(0 <= p <= 1 for p in rates)
