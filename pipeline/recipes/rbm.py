@@ -9,7 +9,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from models.rbm import RBM, GaussianRBM
+from models.rbm import RBM, CenteredRBM, GaussianRBM
 from models.samplers.base import ChainState, Sampler
 from models.samplers.gibbs import GibbsSampler
 from models.samplers.tempering import ParallelTemperingSampler, pt_state_dict, pt_state_from_dict
@@ -37,11 +37,17 @@ class RBMConfig(ModelConfig):
                                  "also the ladder of the pt sampler")
     visible: Literal["bernoulli", "gaussian"] = Field(
         "bernoulli", description="gaussian = unit-variance Gaussian visible units for real-valued data")
+    centering: bool = Field(False, description="centred RBM (Melchior et al. 2016): offsets μ = data mean, "
+                            "λ = sliding mean of p(h | v) on the data")
+    centering_rate: float = Field(0.01, gt=0, le=1, description="sliding-average rate of the hidden offset λ")
     init_visible_bias_from_data: bool = True
     init_std: float = Field(0.01, gt=0)
 
     @model_validator(mode="after")
     def _pt_needs_binary_units(self) -> RBMConfig:
+        if self.centering and self.visible == "gaussian":
+            raise ValueError("model.centering=true is implemented for Bernoulli visible units; set "
+                             "model.centering=false with model.visible=gaussian")
         if self.negative == "pt" and self.visible == "gaussian":
             raise ValueError("model.negative=pt is implemented for Bernoulli visible units; use model.negative=gibbs "
                              "with model.visible=gaussian")
@@ -57,7 +63,7 @@ class RBMRecipe(EnergyRecipe):
         self.chains: Tensor | None = None
         self.pt_state: ChainState | None = None  # replicas of negative=pt
         self.gen = torch.Generator().manual_seed(self.cfg.train.seed)
-        cls = GaussianRBM if self.mcfg.visible == "gaussian" else RBM
+        cls = GaussianRBM if self.mcfg.visible == "gaussian" else CenteredRBM if self.mcfg.centering else RBM
         return {"model": cls(self.data.dim, self.mcfg.n_hidden, self.mcfg.init_std)}
 
     @property
@@ -68,6 +74,12 @@ class RBMRecipe(EnergyRecipe):
         self.data_mean = train_x.float().mean(0)
         if self.mcfg.init_visible_bias_from_data:
             self.rbm.init_visible_bias(self.data_mean)
+        if self.mcfg.centering:  # μ = the data mean (the same on every worker: the whole train split)
+            self.rbm.move_offsets(mu=self.data_mean.to(self.rbm.W.dtype))
+
+    def plain_rbm(self) -> RBM:
+        """The model as a plain RBM (the centred one re-parameterised): what AIS, RAISE and PT read."""
+        return self.rbm.uncentred() if isinstance(self.rbm, CenteredRBM) else self.rbm
 
     def after_setup(self) -> None:
         rank = self.accelerator.process_index if self.accelerator is not None else 0
@@ -75,7 +87,20 @@ class RBMRecipe(EnergyRecipe):
 
     # --------------------------------------------------------------- the energy-based update
     def positive(self, batch: Batch) -> Tensor:
-        return batch.x.reshape(batch.x.shape[0], -1)
+        v = batch.x.reshape(batch.x.shape[0], -1)
+        if self.mcfg.centering:
+            self._slide_hidden_offset(v)
+        return v
+
+    @torch.no_grad()
+    def _slide_hidden_offset(self, v: Tensor) -> None:
+        """λ ← (1 − ν) λ + ν ⟨p(h | v)⟩_data (Melchior et al. 2016, Alg. 1), averaged over the workers
+        first so that every replica re-parameterises identically; the distribution does not move."""
+        mean = self.rbm.p_h(v).mean(0)
+        if self.accelerator is not None and self.accelerator.num_processes > 1:
+            mean = self.accelerator.reduce(mean, reduction="mean")
+        nu = self.mcfg.centering_rate
+        self.rbm.move_offsets(lam=(1 - nu) * self.rbm.lam + nu * mean)
 
     def negative(self, batch: Batch) -> Tensor:
         if self.mcfg.negative == "pt":
@@ -95,10 +120,10 @@ class RBMRecipe(EnergyRecipe):
     def _tempered_negative(self, batch: Batch) -> Tensor:
         """PT-PCD: persistent replicas at ``pt_temperatures`` inverse temperatures, ``cd_k`` sweeps and
         swap rounds per update; the β = 1 replicas are the negatives (Desjardins et al. 2010)."""
-        sampler = ParallelTemperingSampler(self.mcfg.pt_temperatures)
+        sampler, model = ParallelTemperingSampler(self.mcfg.pt_temperatures), self.plain_rbm()
         if self.pt_state is None:  # sized once, like the persistent chains
-            self.pt_state = sampler.init(self.rbm, self.mcfg.persistent_chains or batch.x.shape[0], self.gen)
-        self.pt_state = sampler.step(self.rbm, self.pt_state, self.mcfg.cd_k, self.gen)
+            self.pt_state = sampler.init(model, self.mcfg.persistent_chains or batch.x.shape[0], self.gen)
+        self.pt_state = sampler.step(model, self.pt_state, self.mcfg.cd_k, self.gen)
         self.chains = self.pt_state.layers[0]
         return self.chains
 
@@ -137,7 +162,7 @@ class RBMRecipe(EnergyRecipe):
         """Mean test log-likelihood in nats: exact when the smaller layer has ≤ 20 units (``auto``) or
         ≤ 25 (``exact``), else the sandwich of forward AIS (Salakhutdinov & Murray 2008; log Ẑ ± 3σ̂
         turned into bounds) and RAISE (Burda et al. 2015) along the same path."""
-        rbm = copy.deepcopy(self.rbm).cpu().double()
+        rbm = copy.deepcopy(self.plain_rbm()).cpu().double()
         x = test_x.reshape(test_x.shape[0], -1).double()
         n, small = int(x.shape[0]), min(rbm.n_visible, rbm.n_hidden)
         if self.mcfg.visible == "bernoulli" and (why := binary_data_refusal(self.data, "Bernoulli RBM")):
@@ -165,10 +190,10 @@ class RBMRecipe(EnergyRecipe):
         if name == "pt":
             if self.mcfg.visible == "gaussian":
                 raise ValueError("sample.sampler=pt is implemented for Bernoulli RBMs; use sample.sampler=gibbs")
-            return self.rbm, ParallelTemperingSampler(self.mcfg.pt_temperatures)
+            return self.plain_rbm(), ParallelTemperingSampler(self.mcfg.pt_temperatures)
         mean = getattr(self, "data_mean", None)
         # output="sample": the metrics score model draws v, as they score the (binary) test images
-        return self.rbm, GibbsSampler(init="data-mean" if mean is not None else "uniform", data_mean=mean,
+        return self.plain_rbm(), GibbsSampler(init="data-mean" if mean is not None else "uniform", data_mean=mean,
                                       output="sample")
 
     def state_dict(self) -> dict[str, Any]:

@@ -109,3 +109,17 @@ def test_gaussian_rbm_trains_on_real_valued_digits(tmp_path):
     x = _test_x(trained).double()
     expected = float((-rbm.free_energy(x)).mean() - rbm.log_partition())
     assert out["log_likelihood"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_centred_rbm_trains_and_reports_the_likelihood_of_its_plain_reparameterisation(tmp_path):
+    from models.rbm import CenteredRBM
+
+    _, trained, _ = _run(tmp_path, "rbm-digits", "model.centering=true", "model.n_hidden=16", "train.epochs=2",
+                         "data.limit=300")
+    rbm = trained.recipe.rbm
+    assert isinstance(rbm, CenteredRBM)
+    assert torch.allclose(rbm.mu, trained.recipe.data_mean) and float(rbm.lam.abs().sum()) > 0  # λ slid
+    x = _test_x(trained)[:100]
+    out = trained.recipe.likelihood(x)  # 16 hidden units: exact
+    assert out["method"] == "exact"
+    assert out["log_likelihood"] == pytest.approx(float(rbm.double().log_likelihood(x.double()).mean()), abs=1e-6)
