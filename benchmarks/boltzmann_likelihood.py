@@ -133,8 +133,10 @@ def note(name: str, r: dict) -> str:
     if gap is None or "DB" not in name or abs(gap) < 2:
         return ""
     side = "RAISE below AIS" if gap > 0 else "RAISE above AIS"
-    return (f"gap {gap:.1f} nats ≥ 2 ({side}): the annealing path has not converged at these βs/runs "
-            f"(for the DBM also the proposal over h1); the truth lies between the two only in expectation")
+    why = ("the annealing of the top RBM has not converged at these βs/runs" if "DBN" in name else
+           "the annealing has not converged at these βs/runs, or the mean-field proposal over h1 is poor "
+           "(raise model.posterior_samples)")
+    return f"gap {gap:.1f} nats ≥ 2 ({side}): {why}; the truth lies between the two only in expectation"
 
 
 def main() -> None:
