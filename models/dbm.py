@@ -257,3 +257,63 @@ class DBM(nn.Module):
 
 def _bernoulli_entropy(p: Tensor, eps: float = 1e-12) -> Tensor:
     return -(p * torch.log(p + eps) + (1 - p) * torch.log(1 - p + eps))
+
+
+class CenteredDBM(DBM):
+    """Centred DBM (Melchior, Fischer & Wiskott 2016, §4): with offsets μ_l per layer,
+    E(x) = −Σ_l b_lᵀ(x_l − μ_l) − Σ_l (x_l − μ_l)ᵀ W_l (x_{l+1} − μ_{l+1}).
+
+    The conditionals (hence Gibbs and mean field) are those of the plain DBM with biases
+    b_l − W_{l−1}ᵀμ_{l−1} − W_l μ_{l+1}, and E differs from that plain energy by a constant; what
+    changes is the gradient of the energy loss, centred like the RBM's. Offsets start at zero (so
+    greedy pretraining is the plain one) and :meth:`move_offsets` changes them without changing p.
+    """
+
+    def __init__(self, sizes: list[int], init_std: float = 0.01, generator: torch.Generator | None = None):
+        super().__init__(sizes, init_std, generator)
+        for l, n in enumerate(self.sizes):
+            self.register_buffer(f"offset_{l}", torch.zeros(n))
+
+    def offset(self, l: int) -> Tensor:
+        return getattr(self, f"offset_{l}")
+
+    def energy(self, layers: list[Tensor]) -> Tensor:
+        c = [x - self.offset(l) for l, x in enumerate(layers)]
+        e = sum(-(x @ b) for x, b in zip(c, self.biases))
+        for l, W in enumerate(self.weights):
+            e = e - ((c[l] @ W) * c[l + 1]).sum(-1)
+        return e
+
+    def layer_input(self, layers: list[Tensor], l: int, beta: float | Tensor = 1.0) -> Tensor:
+        x = self.biases[l].expand(layers[0].shape[0], -1)
+        if l > 0:
+            x = x + (layers[l - 1] - self.offset(l - 1)) @ self.weights[l - 1]
+        if l + 1 < len(self.sizes):
+            x = x + (layers[l + 1] - self.offset(l + 1)) @ self.weights[l].T
+        return beta * x
+
+    def p_v(self, h1: Tensor) -> Tensor:
+        return torch.sigmoid(self.biases[0] + (h1 - self.offset(1)) @ self.weights[0].T)
+
+    @torch.no_grad()
+    def move_offsets(self, offsets: list[Tensor]) -> None:
+        """New offsets; biases re-parameterised so that the plain biases (the distribution) stay."""
+        delta = [new.to(self.offset(l).dtype) - self.offset(l) for l, new in enumerate(offsets)]
+        for l in range(len(self.sizes)):
+            if l > 0:
+                self.biases[l].add_(delta[l - 1] @ self.weights[l - 1])
+            if l + 1 < len(self.sizes):
+                self.biases[l].add_(delta[l + 1] @ self.weights[l].T)
+        for l, new in enumerate(offsets):
+            self.offset(l).copy_(new)
+
+    @torch.no_grad()
+    def uncentred(self) -> DBM:
+        """The plain DBM with the same distribution (what AIS, RAISE, exact log Z and PT read)."""
+        plain = DBM(self.sizes).to(self.weights[0].device, self.weights[0].dtype)
+        zeros = [torch.zeros_like(self.offset(l))[None] for l in range(len(self.sizes))]
+        for l in range(len(self.sizes)):
+            plain.biases[l].copy_(self.layer_input(zeros, l)[0])  # b_l − W_{l−1}ᵀμ_{l−1} − W_l μ_{l+1}
+        for W, w in zip(plain.weights, self.weights):
+            W.copy_(w)
+        return plain.requires_grad_(False)

@@ -13,7 +13,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from models import ais
-from models.dbm import DBM, LayerPair
+from models.dbm import DBM, CenteredDBM, LayerPair
 from models.samplers.base import Sampler
 from models.samplers.tempering import ParallelTemperingSampler
 from models.samplers.dbn_dbm import DBMGibbsSampler
@@ -50,6 +50,9 @@ class DBMConfig(ModelConfig):
     bound_iterations: int = Field(30, gt=0, description="mean-field iterations for the likelihood bound")
     posterior_samples: int = Field(1, gt=0, description="draws from the mean-field posterior per test point: "
                                    "importance samples of log p*(v) (forward side) and reverse chains per RAISE run")
+    centering: bool = Field(False, description="centred DBM (Melchior et al. 2016) in the joint phase: offsets "
+                            "= sliding means of the data and of the mean-field posteriors")
+    centering_rate: float = Field(0.01, gt=0, le=1, description="sliding-average rate of the offsets")
     init_std: float = Field(0.01, gt=0)
 
 
@@ -62,11 +65,16 @@ class DBMRecipe(EnergyRecipe):
     def build_modules(self) -> dict[str, nn.Module]:
         self.chains: list[Tensor] | None = None
         self.gen = torch.Generator().manual_seed(self.cfg.train.seed)
-        return {"model": DBM([self.data.dim, *self.mcfg.hidden], self.mcfg.init_std)}
+        cls = CenteredDBM if self.mcfg.centering else DBM
+        return {"model": cls([self.data.dim, *self.mcfg.hidden], self.mcfg.init_std)}
 
     @property
     def dbm(self) -> DBM:
         return self.modules["model"]
+
+    def plain_dbm(self) -> DBM:
+        """The model as a plain DBM (a centred one re-parameterised): what AIS, RAISE and PT read."""
+        return self.dbm.uncentred() if isinstance(self.dbm, CenteredDBM) else self.dbm
 
     def pretrain_index(self, epoch: int) -> int | None:
         """Weight matrix being pretrained in ``epoch``, or None in the joint phase."""
@@ -89,6 +97,8 @@ class DBMRecipe(EnergyRecipe):
         index = self.pretrain_index(batch.epoch)
         if index is None:
             self._pos = self.dbm.mean_field(v, self.mcfg.mean_field_iterations)
+            if self.mcfg.centering:
+                self._slide_offsets(self._pos)
             return self._pos
         x = v
         with torch.no_grad():
@@ -96,6 +106,19 @@ class DBMRecipe(EnergyRecipe):
                 x = torch.bernoulli(self.dbm.pretrain_up(x, l), generator=self.gen)
             self._pos = LayerPair(index, x, self.dbm.pretrain_up(x, index))
         return self._pos
+
+    @torch.no_grad()
+    def _slide_offsets(self, mean_field: list[Tensor]) -> None:
+        """μ_l ← (1 − ν) μ_l + ν ⟨x_l⟩ over the batch's data and mean-field posteriors (Melchior et al.
+        2016), averaged over the workers first so that every replica re-parameterises identically.
+        The offsets are zero through greedy pretraining; the first joint step sets them outright.
+        Moving them leaves the distribution (and the mean-field fixed point) unchanged."""
+        means = [m.mean(0) for m in mean_field]
+        if self.accelerator is not None and self.accelerator.num_processes > 1:
+            means = [self.accelerator.reduce(m, reduction="mean") for m in means]
+        offsets = [self.dbm.offset(l) for l in range(len(means))]
+        nu = self.mcfg.centering_rate if any(bool(o.any()) for o in offsets) else 1.0
+        self.dbm.move_offsets([(1 - nu) * o + nu * m for o, m in zip(offsets, means)])
 
     def negative(self, batch: Batch) -> list[Tensor] | LayerPair:
         if isinstance(self._pos, LayerPair):
@@ -125,7 +148,8 @@ class DBMRecipe(EnergyRecipe):
         v = test_x.reshape(test_x.shape[0], -1)
         mu = self.dbm.mean_field(v, self.mcfg.mean_field_iterations)
         recon = ((self.dbm.p_v(mu[1]) - v) ** 2).sum(-1).mean().item()
-        return {"reconstruction_error": recon, "mean_field_bound_unnormalised": float(self.dbm.mean_field_bound(v).mean())}
+        bound = float(self.plain_dbm().mean_field_bound(v).mean())  # plain: a centred E is shifted by a constant
+        return {"reconstruction_error": recon, "mean_field_bound_unnormalised": bound}
 
     def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
                    schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> dict[str, Any]:
@@ -133,7 +157,7 @@ class DBMRecipe(EnergyRecipe):
         bound minus the AIS log Ẑ (odd layers, even ones summed out), as Salakhutdinov & Hinton report,
         beside a sandwich that shares one proposal Q(odd | v) (mean field): forward = importance-sampled
         log p*(v) − AIS log Ẑ, reverse = RAISE from Q's draws (Burda et al. 2015)."""
-        dbm = copy.deepcopy(self.dbm).cpu().double()
+        dbm = copy.deepcopy(self.plain_dbm()).cpu().double()
         v = test_x.reshape(test_x.shape[0], -1).double()
         n, odd_units = int(v.shape[0]), sum(dbm.odd_sizes())
         if why := binary_data_refusal(self.data, "DBM"):
@@ -160,8 +184,8 @@ class DBMRecipe(EnergyRecipe):
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
         if name == "pt":  # replica exchange over 10 evenly spaced inverse temperatures in [0, 1]
-            return self.dbm, ParallelTemperingSampler(10)
-        return self.dbm, DBMGibbsSampler()
+            return self.plain_dbm(), ParallelTemperingSampler(10)
+        return self.plain_dbm(), DBMGibbsSampler()
 
     def state_dict(self) -> dict[str, Any]:
         return {"chains": self.chains, "gen": self.gen.get_state()}

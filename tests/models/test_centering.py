@@ -55,3 +55,26 @@ def test_free_energy_loss_has_the_centred_gradient():
         expected = -(stat(pos) - stat(neg))
     assert torch.allclose(m.W.grad, expected, atol=1e-12)
     assert torch.allclose(m.c.grad, -(m.p_h(pos).mean(0) - m.p_h(neg).mean(0)).detach(), atol=1e-12)
+
+
+def test_centred_dbm_is_its_plain_reparameterisation_and_offsets_move_freely():
+    from models.dbm import CenteredDBM
+
+    g = torch.Generator().manual_seed(5)
+    m = CenteredDBM([5, 4, 3], init_std=1.0, generator=g).double()
+    with torch.no_grad():
+        for b in m.biases:
+            b.copy_(torch.randn(b.shape, generator=g, dtype=torch.float64))
+    m.move_offsets([torch.rand(n, generator=g, dtype=torch.float64) for n in m.sizes])
+    plain = m.uncentred()
+    states = [all_binary_states(n) for n in m.sizes]
+    grid = torch.cartesian_prod(*[torch.arange(len(s)) for s in states])
+    layers = [states[i][grid[:, i]] for i in range(3)]
+    diff = m.energy(layers) - plain.energy(layers)
+    assert torch.allclose(diff, diff[0].expand_as(diff), atol=1e-10)  # E_centred = E_plain + const
+    for l in range(3):  # the same conditionals, so the same Gibbs sampler and mean field
+        assert torch.allclose(m.layer_input(layers, l), plain.layer_input(layers, l), atol=1e-10)
+    before = plain.log_unnormalized_visible(states[0]) - plain.log_partition()
+    m.move_offsets([torch.full((n,), 0.5, dtype=torch.float64) for n in m.sizes])
+    again = m.uncentred()
+    assert torch.allclose(again.log_unnormalized_visible(states[0]) - again.log_partition(), before, atol=1e-10)

@@ -123,3 +123,17 @@ def test_centred_rbm_trains_and_reports_the_likelihood_of_its_plain_reparameteri
     out = trained.recipe.likelihood(x)  # 16 hidden units: exact
     assert out["method"] == "exact"
     assert out["log_likelihood"] == pytest.approx(float(rbm.double().log_likelihood(x.double()).mean()), abs=1e-6)
+
+
+def test_centred_dbm_pretrains_plainly_then_trains_centred(tmp_path):
+    from models.dbm import CenteredDBM
+
+    _, trained, _ = _run(tmp_path, "dbm-digits", "model.hidden=[12, 8]", "model.pretrain_epochs=1", "train.epochs=3",
+                         "data.limit=300", "model.persistent_chains=20", "model.centering=true")
+    dbm = trained.recipe.dbm
+    assert isinstance(dbm, CenteredDBM) and all(float(dbm.offset(l).abs().sum()) > 0 for l in range(3))
+    x = _test_x(trained)[:40]
+    out = trained.recipe.likelihood(x)  # exact: h1 = 12 odd units
+    plain = dbm.uncentred().double()
+    expected = float(plain.log_unnormalized_visible(x.double()).mean() - plain.log_partition())
+    assert out["method"] == "exact" and out["log_likelihood"] == pytest.approx(expected, abs=1e-6)
