@@ -69,6 +69,7 @@ def test_dbn_trains_layer_by_layer_and_bounds_its_likelihood(tmp_path):
     assert approx["ais_runs"] == 50 and approx["ais_betas"] == 1000  # the top log Z came from AIS
     assert approx["log_likelihood_lower"] <= approx["log_likelihood"] <= approx["log_likelihood_upper"]
     assert approx["log_likelihood"] == pytest.approx(float(bound.mean()), abs=0.3)  # same bound, AIS top log Z
+    assert approx["reverse_log_likelihood"] == pytest.approx(float(bound.mean()), abs=0.3)  # and RAISE's top
     _assert_sampling_stage_runs(result.run_dir)
 
 
@@ -97,6 +98,8 @@ def test_dbm_pretrains_then_trains_jointly_and_reports_ais(tmp_path):
     assert exact["method"] == "exact" and approx["method"].startswith("ais")
     assert abs(approx["log_z"] - exact["log_z"]) < 0.2
     assert approx["log_likelihood"] <= exact["log_likelihood"] + 0.2  # bound − log Ẑ stays below the truth
+    assert approx["reverse_log_likelihood"] <= exact["log_likelihood"] + 0.2  # RAISE is conservative
+    assert approx["runs"] == {"forward": 50, "reverse": 50}
     _assert_sampling_stage_runs(result.run_dir)
 
 
