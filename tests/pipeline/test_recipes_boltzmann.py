@@ -74,14 +74,14 @@ def test_dbn_trains_layer_by_layer_and_bounds_its_likelihood(tmp_path):
 
 
 def _assert_sampling_stage_runs(run_dir: str) -> None:
-    """The sampling stage drives the family's own sampler: images of the data's shape with visible
-    probabilities p(v = 1 | h) in [0, 1] (the usual way Boltzmann samples are shown)."""
+    """The sampling stage drives the family's own sampler: images of the data's shape holding binary
+    draws of the visible units (scored like the binary test images)."""
     from pipeline.config import SampleConfig
     from pipeline.sampling import load_samples, sample
 
     out = sample(run_dir, SampleConfig(chains=6, steps=12, burn_in=4, thin=4, workers=0, chains_per_block=3))
     x = load_samples(run_dir)
-    assert x.shape == (6 * 2, 1, 8, 8) and np.all((x >= 0) & (x <= 1)) and x.std() > 0
+    assert x.shape == (6 * 2, 1, 8, 8) and set(np.unique(x).tolist()) <= {0.0, 1.0} and x.std() > 0
     assert out.path == str(Path(run_dir) / "samples")
 
 
