@@ -173,8 +173,8 @@ def main() -> None:
     pt = ["model.negative=pt", f"model.pt_temperatures={args.pt_temperatures}"]
     ratio = seconds_per_step(root / "calib", data, common) / seconds_per_step(root / "calib", data, common + pt)
     pcd_steps = args.epochs * -(-len(x) // 100)
-    recipe, secs = engine_model("pcd-fashion", root, data, common + pt + [f"train.max_steps={max(1, int(pcd_steps * ratio))}",
-                                                                           "output.run_name=bench-pt-fashion"])
+    budget = [f"train.max_steps={max(1, int(pcd_steps * ratio))}", "output.run_name=bench-pt-fashion"]
+    recipe, secs = engine_model("pcd-fashion", root, data, common + pt + budget)
     rows.append((f"boltzgan RBM(500), PT-PCD ({args.pt_temperatures} temperatures, {int(pcd_steps * ratio)} steps "
                  f"= PCD's time)", rbm_score(recipe.plain_rbm(), test, mean, args), secs))
     for name, fit in [] if args.no_peers else [("scikit-learn BernoulliRBM(500) (PCD-1)", sklearn_rbm),

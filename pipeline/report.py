@@ -166,8 +166,9 @@ def _extra_note(r: dict[str, Any]) -> str:
     if "reverse_log_likelihood" in extra and extra.get("runs", {}).get("reverse"):
         bounds = (f" [{extra['log_likelihood_lower']:.2f}, {extra['log_likelihood_upper']:.2f}]"
                   if "log_likelihood_lower" in extra else "")
-        return (f"forward AIS {extra['forward_log_likelihood']:.2f}{bounds}, RAISE {extra['reverse_log_likelihood']:.2f}, "
-                f"gap {extra['gap']:.2f} ({extra['runs']['forward']} + {extra['runs']['reverse']} runs)")
+        return (f"forward AIS {extra['forward_log_likelihood']:.2f}{bounds}, "
+                f"RAISE {extra['reverse_log_likelihood']:.2f}, gap {extra['gap']:.2f} "
+                f"({extra['runs']['forward']} + {extra['runs']['reverse']} runs)")
     if "log_likelihood_lower" in extra:
         return f"bounds [{extra['log_likelihood_lower']:.2f}, {extra['log_likelihood_upper']:.2f}], log Ẑ {extra['log_z']:.2f}"
     if "log_z" in extra:

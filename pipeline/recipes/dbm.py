@@ -46,7 +46,8 @@ class DBMConfig(ModelConfig):
     pretrain_cd_k: int = Field(1, gt=0)
     mean_field_iterations: int = Field(10, gt=0)
     gibbs_steps: int = Field(5, gt=0, description="Gibbs sweeps of the persistent chains per update")
-    persistent_chains: int | None = Field(None, gt=0, description="chains per worker; default: the first batch's share, fixed for the run")
+    persistent_chains: int | None = Field(None, gt=0, description="chains per worker; default: the first "
+                                          "batch's share, fixed for the run")
     bound_iterations: int = Field(30, gt=0, description="mean-field iterations for the likelihood bound")
     posterior_samples: int = Field(1, gt=0, description="draws from the mean-field posterior per test point: "
                                    "importance samples of log p*(v) (forward side) and reverse chains per RAISE run")

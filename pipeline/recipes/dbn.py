@@ -129,8 +129,9 @@ class DBNRecipe(EnergyRecipe):
         out = {"method": "variational bound (S&M 2008)", "test_examples": n,
                "note": "a lower bound on the test log-likelihood"}
         if res is None:  # exact top log Z: nothing to anneal, both sides are the bound
-            return {"log_z": log_z, "top_log_z_method": "exact", "log_likelihood": bound, "forward_log_likelihood": bound,
-                    "reverse_log_likelihood": bound, "gap": 0.0, "runs": {"forward": 0, "reverse": 0}} | out
+            return {"log_z": log_z, "top_log_z_method": "exact", "log_likelihood": bound,
+                    "forward_log_likelihood": bound, "reverse_log_likelihood": bound, "gap": 0.0,
+                    "runs": {"forward": 0, "reverse": 0}} | out
         # the bound moves with the top log Ẑ: its log(Ẑ ± 3σ̂) interval becomes the bound's interval;
         # the reverse side replaces −F(h) − log Ẑ by the top RBM's RAISE estimate of log p(h)
         return (ais_report(bound + log_z, res, n_betas) | {"top_log_z_method": "ais"} | out

@@ -29,7 +29,8 @@ class RBMConfig(ModelConfig):
     n_hidden: int = Field(500, gt=0)
     cd_k: int = Field(1, gt=0, description="Gibbs sweeps per negative phase")
     persistent: bool = Field(False, description="persistent CD (Tieleman 2008): chains survive updates")
-    persistent_chains: int | None = Field(None, gt=0, description="chains per worker; default: the first batch's share, fixed for the run")
+    persistent_chains: int | None = Field(None, gt=0, description="chains per worker; default: the first "
+                                          "batch's share, fixed for the run")
     negative: Literal["gibbs", "mean-field", "pt"] = Field(
         "gibbs", description="mean-field uses probabilities instead of samples (deterministic); pt = parallel "
                              "tempering over persistent replicas (PT-PCD, Desjardins et al. 2010)")
