@@ -104,8 +104,15 @@ def rbm_score(rbm, test: torch.Tensor, data_mean: torch.Tensor, args) -> dict:
         mean_neg_f = float((-rbm.free_energy(test.double())).mean())
         res, n_betas = rbm_log_z_ais(rbm, data_mean, args.ais_runs, args.schedule)
         rev = rbm_raise(rbm, data_mean, test, args.ais_runs, args.schedule)
-    out = ais_report(mean_neg_f, res, n_betas)
-    return out | sandwich(out["log_likelihood"], mean_neg_f, rev, res.n_runs)
+    out = ais_report(mean_neg_f, res, n_betas, len(test))
+    return flat(out) | sandwich(out.log_likelihood, mean_neg_f, rev, res.n_runs)
+
+
+def flat(res) -> dict:
+    """A LikelihoodResult as the flat row this table prints."""
+    d = dict(res.details)
+    return d | {"log_likelihood": res.log_likelihood, "log_likelihood_lower": res.lower,
+                "log_likelihood_upper": res.upper}
 
 
 def seconds_per_step(root: Path, data, overrides: list[str], steps: int = 20) -> float:
@@ -183,10 +190,10 @@ def main() -> None:
         rows.append((name, rbm_score(rbm, test, mean, args), secs))
     dbn, secs = engine_model("dbn-fashion", root, data, [*common, f"model.epochs_per_layer={args.epochs}",
                                                         f"train.epochs={2 * args.epochs}"])
-    rows.append(("boltzgan DBN 784-500-1000 (bound)", dbn.likelihood(test, "ais", **ev), secs))
+    rows.append(("boltzgan DBN 784-500-1000 (bound)", flat(dbn.likelihood(test, "ais", **ev)), secs))
     dbm, secs = engine_model("dbm-fashion", root, data, [*common, f"model.pretrain_epochs={args.epochs}",
                                                         f"train.epochs={3 * args.epochs}"])
-    rows.append(("boltzgan DBM 784-500-1000 (mean-field bound)", dbm.likelihood(test, "ais", **ev), secs))
+    rows.append(("boltzgan DBM 784-500-1000 (mean-field bound)", flat(dbm.likelihood(test, "ais", **ev)), secs))
 
     print(f"\nBinarised Fashion-MNIST (threshold 0.5), {len(x):,} training / {len(test):,} test images; "
           f"{args.epochs} epoch(s) per model (per layer for DBN/DBM, plus as many joint DBM epochs), batch 100, "
@@ -198,7 +205,7 @@ def main() -> None:
     for name, r, t in rows:
         lo, hi = r.get("log_likelihood_lower"), r.get("log_likelihood_upper")
         bounds = f"[{lo:.2f}, {hi:.2f}]" if lo is not None else "—"
-        runs = r.get("runs", {})
+        runs = {"forward": r.get("forward_runs"), "reverse": r.get("reverse_runs")}
         extra = note(name, r)
         if "mean-field" in name:
             extra = f"mean-field bound − AIS log Ẑ: {r['log_likelihood']:.2f}" + (f"; {extra}" if extra else "")

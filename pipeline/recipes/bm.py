@@ -17,11 +17,12 @@ from models.samplers.tempering import ParallelTemperingSampler
 from models.samplers.gibbs import GibbsSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
+from models.exact import AUTO_EXACT_UNITS, can_enumerate
 from pipeline.recipes.energy import EnergyRecipe
-from pipeline.recipes.likelihood import (AISRunner, binary_data_refusal, exact_refusal, exact_report, ais_report,
-                                         in_process_runner, sandwich, unavailable)
+from pipeline.recipes.likelihood import (AISRunner, LikelihoodResult, ais_report, binary_data_refusal, exact_refusal,
+                                         exact_report, in_process_runner, sandwich, unavailable, with_sandwich)
 
-EXACT_LIMIT = 20
+EXACT_LIMIT = AUTO_EXACT_UNITS
 
 
 def _bm_ais_run(model: FullyVisibleBM, n_runs: int, generator: torch.Generator | None, *, base: Tensor,
@@ -35,7 +36,7 @@ def _bm_raise_run(model: FullyVisibleBM, n_runs: int, generator: torch.Generator
     return model.reverse_log_ratio(ais.pick_rows(data, n_runs, generator), base, betas, generator)
 
 
-@register_model_config("bm")
+@register_model_config
 class BMConfig(ModelConfig):
     family: Literal["bm"] = "bm"
     temperature: float = Field(1.0, gt=0)
@@ -48,8 +49,8 @@ class BMConfig(ModelConfig):
 
 @register_recipe
 class BMRecipe(EnergyRecipe):
-    family = "bm"
     config_cls = BMConfig
+    samplers = ("gibbs",)
 
     def build_modules(self) -> dict[str, nn.Module]:
         self.chains: Tensor | None = None
@@ -59,11 +60,10 @@ class BMRecipe(EnergyRecipe):
     @property
     def exact(self) -> bool:
         m = self.mcfg
-        return m.training == "exact" or (m.training == "auto" and self.data.dim <= EXACT_LIMIT)
+        return m.training == "exact" or (m.training == "auto" and can_enumerate(self.data.dim))
 
     def after_setup(self) -> None:
-        rank = self.accelerator.process_index if self.accelerator is not None else 0
-        self.gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed * 1000 + rank)
+        self.gen = self.rank_generator()
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         if not self.exact:
@@ -93,7 +93,7 @@ class BMRecipe(EnergyRecipe):
     def epoch_metrics(self, train_x: Tensor, test_x: Tensor) -> dict[str, float]:
         model = self.modules["model"]
         out = {"energy_train": model(train_x).mean().item(), "energy_test": model(test_x).mean().item()}
-        if self.data.dim <= EXACT_LIMIT:
+        if can_enumerate(self.data.dim):
             log_z = model.log_partition()
             out["log_likelihood_train"] = float(model.log_likelihood(train_x, log_z).mean())
             out["log_likelihood_test"] = float(model.log_likelihood(test_x, log_z).mean())
@@ -103,7 +103,7 @@ class BMRecipe(EnergyRecipe):
         self.data_mean = train_x.float().mean(0)  # the AIS base rates
 
     def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
-                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> dict[str, Any]:
+                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> LikelihoodResult:
         """Exact by enumeration for n ≤ 20 units, else the sandwich of forward AIS from the base-rate
         model (log Ẑ ± 3σ̂ bounds) and RAISE along the same path with reversed sweeps."""
         model = copy.deepcopy(self.modules["model"]).cpu().double()
@@ -118,15 +118,16 @@ class BMRecipe(EnergyRecipe):
             if method != "ais" and units <= EXACT_LIMIT:
                 log_z = float(model.log_partition())
                 return exact_report(log_z, mean_neg_e - log_z, n)
-            base = ais.base_rate_bias(getattr(self, "data_mean", y.mean(0)))
+            mean = getattr(self, "data_mean", None)
+            base = ais.base_rate_bias(mean if mean is not None else y.mean(0))
             betas = ais.schedule(schedule)
             runner = ais_runner or in_process_runner()
             log_w = runner(model, functools.partial(_bm_ais_run, base=base, betas=betas), ais_runs)
             res = ais.combine_log_weights(log_w, model.base_log_z(base))
             run = functools.partial(_bm_raise_run, base=base, betas=betas, data=y.to(torch.uint8))
             rev = ais.combine_reverse(runner(model, run, ais_runs))
-        out = ais_report(mean_neg_e, res, len(betas))
-        return out | sandwich(out["log_likelihood"], mean_neg_e, rev, res.n_runs) | {"test_examples": n}
+        out = ais_report(mean_neg_e, res, len(betas), n)
+        return with_sandwich(out, sandwich(out.log_likelihood, mean_neg_e, rev, res.n_runs))
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
         if name == "pt":  # replica exchange over 10 evenly spaced inverse temperatures in [0, 1]

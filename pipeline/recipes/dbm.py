@@ -20,8 +20,8 @@ from models.samplers.dbn_dbm import DBMGibbsSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
-from pipeline.recipes.likelihood import (AISRunner, ais_report, binary_data_refusal, exact_refusal, exact_report,
-                                         in_process_runner, sandwich, unavailable)
+from pipeline.recipes.likelihood import (AISRunner, LikelihoodResult, ais_report, binary_data_refusal, exact_refusal,
+                                         exact_report, in_process_runner, sandwich, unavailable, with_sandwich)
 
 
 def _dbm_ais_run(model: DBM, n_runs: int, generator: torch.Generator | None, *, betas: Tensor) -> Tensor:
@@ -38,7 +38,7 @@ def _dbm_raise_run(model: DBM, n_runs: int, generator: torch.Generator | None, *
     return ais.log_mean_exp_groups(log_w, samples) - model.mean_field_bound(v, iterations)
 
 
-@register_model_config("dbm")
+@register_model_config
 class DBMConfig(ModelConfig):
     family: Literal["dbm"] = "dbm"
     hidden: list[int] = Field(default_factory=lambda: [500, 1000], min_length=2)
@@ -59,8 +59,8 @@ class DBMConfig(ModelConfig):
 
 @register_recipe
 class DBMRecipe(EnergyRecipe):
-    family = "dbm"
     config_cls = DBMConfig
+    samplers = ("dbm-gibbs",)
     trains_layerwise = True  # pretraining phases leave the other weights without gradients
 
     def build_modules(self) -> dict[str, nn.Module]:
@@ -89,8 +89,7 @@ class DBMRecipe(EnergyRecipe):
             self.dbm.biases[0].copy_(torch.log(p / (1 - p)))
 
     def after_setup(self) -> None:
-        rank = self.accelerator.process_index if self.accelerator is not None else 0
-        self.gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed * 1000 + rank)
+        self.gen = self.rank_generator()
 
     # ------------------------------------------------------------------ the two phases
     def positive(self, batch: Batch) -> list[Tensor] | LayerPair:
@@ -153,7 +152,7 @@ class DBMRecipe(EnergyRecipe):
         return {"reconstruction_error": recon, "mean_field_bound_unnormalised": bound}
 
     def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
-                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> dict[str, Any]:
+                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> LikelihoodResult:
         """Exact test log-likelihood when the odd layers total ≤ 20 units; otherwise the mean-field lower
         bound minus the AIS log Ẑ (odd layers, even ones summed out), as Salakhutdinov & Hinton report,
         beside a sandwich that shares one proposal Q(odd | v) (mean field): forward = importance-sampled
@@ -178,10 +177,10 @@ class DBMRecipe(EnergyRecipe):
             is_log_f = float(dbm.importance_log_f(v, m, torch.Generator().manual_seed(0), iters).mean())
             run = functools.partial(_dbm_raise_run, betas=betas, data=v.to(torch.uint8), samples=m, iterations=iters)
             rev = ais.combine_reverse(runner(dbm, run, ais_runs))
-        return ais_report(bound, res, len(betas)) | sandwich(is_log_f - res.log_z, bound, rev, res.n_runs) | {
-            "method": "ais + mean-field bound", "test_examples": n, "posterior_samples": m,
-            "note": "log_likelihood is the mean-field lower bound minus the AIS log Ẑ; forward/reverse share "
-                    "the mean-field proposal over the odd layers"}
+        out = ais_report(bound, res, len(betas), n, "ais + mean-field bound", posterior_samples=m,
+                         note="log_likelihood is the mean-field lower bound minus the AIS log Ẑ; forward/reverse "
+                              "share the mean-field proposal over the odd layers")
+        return with_sandwich(out, sandwich(is_log_f - res.log_z, bound, rev, res.n_runs))
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
         if name == "pt":  # replica exchange over 10 evenly spaced inverse temperatures in [0, 1]

@@ -22,11 +22,11 @@ from models.samplers.dbn_dbm import DBNSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
-from pipeline.recipes.likelihood import (AISRunner, ais_report, binary_data_refusal, exact_report, rbm_log_z_ais,
-                                         rbm_raise, sandwich, unavailable)
+from pipeline.recipes.likelihood import (AISRunner, LikelihoodResult, ais_report, binary_data_refusal, exact_report,
+                                         rbm_log_z_ais, rbm_raise, sandwich, unavailable, with_sandwich)
 
 
-@register_model_config("dbn")
+@register_model_config
 class DBNConfig(ModelConfig):
     family: Literal["dbn"] = "dbn"
     hidden: list[int] = Field(default_factory=lambda: [500, 1000], min_length=2,
@@ -39,8 +39,8 @@ class DBNConfig(ModelConfig):
 
 @register_recipe
 class DBNRecipe(EnergyRecipe):
-    family = "dbn"
     config_cls = DBNConfig
+    samplers = ("dbn-ancestral",)
     trains_layerwise = True
 
     def build_modules(self) -> dict[str, nn.Module]:
@@ -61,8 +61,7 @@ class DBNRecipe(EnergyRecipe):
         self.dbn.rbms[0].init_visible_bias(self.data_mean)
 
     def after_setup(self) -> None:
-        rank = self.accelerator.process_index if self.accelerator is not None else 0
-        self.gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed * 1000 + rank)
+        self.gen = self.rank_generator()
 
     def positive(self, batch: Batch) -> LayerInput:
         layer = self.layer_of(batch.epoch)
@@ -93,7 +92,7 @@ class DBNRecipe(EnergyRecipe):
         return out
 
     def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
-                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> dict[str, Any]:
+                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> LikelihoodResult:
         """Exact log p(v) for two hidden layers when h1 (≤ 16) and the top RBM are small enough to
         enumerate; otherwise the variational lower bound on test log p(v) (S&M 2008) with the top log Z
         exact (small top RBM) or, for ``method="ais"`` or a large top, as a sandwich: forward AIS of the
@@ -126,16 +125,16 @@ class DBNRecipe(EnergyRecipe):
             if res is not None:
                 rev = rbm_raise(copy.deepcopy(top).double(), top_input.mean(0), top_input, ais_runs, schedule,
                                 ais_runner)
-        out = {"method": "variational bound (S&M 2008)", "test_examples": n,
-               "note": "a lower bound on the test log-likelihood"}
+        method_name, note = "variational bound (S&M 2008)", "a lower bound on the test log-likelihood"
         if res is None:  # exact top log Z: nothing to anneal, both sides are the bound
-            return {"log_z": log_z, "top_log_z_method": "exact", "log_likelihood": bound,
-                    "forward_log_likelihood": bound, "reverse_log_likelihood": bound, "gap": 0.0,
-                    "runs": {"forward": 0, "reverse": 0}} | out
+            return LikelihoodResult(method_name, bound, n, log_z=log_z,
+                                    details={"top_log_z_method": "exact", "note": note,
+                                             "forward_log_likelihood": bound, "reverse_log_likelihood": bound,
+                                             "gap": 0.0, "forward_runs": 0, "reverse_runs": 0})
         # the bound moves with the top log Ẑ: its log(Ẑ ± 3σ̂) interval becomes the bound's interval;
         # the reverse side replaces −F(h) − log Ẑ by the top RBM's RAISE estimate of log p(h)
-        return (ais_report(bound + log_z, res, n_betas) | {"top_log_z_method": "ais"} | out
-                | sandwich(bound, bound + log_z, rev, res.n_runs))
+        out = ais_report(bound + log_z, res, n_betas, n, method_name, top_log_z_method="ais", note=note)
+        return with_sandwich(out, sandwich(bound, bound + log_z, rev, res.n_runs))
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
         return self.dbn, DBNSampler()

@@ -16,14 +16,15 @@ from models.samplers.tempering import ParallelTemperingSampler, pt_state_dict, p
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
-from pipeline.recipes.likelihood import (AISRunner, ais_report, binary_data_refusal, exact_refusal, exact_report,
-                                         rbm_log_z_ais, rbm_raise, sandwich, unavailable)
+from models.exact import AUTO_EXACT_UNITS, MAX_ENUMERATED_UNITS
+from pipeline.recipes.likelihood import (AISRunner, LikelihoodResult, ais_report, binary_data_refusal, exact_refusal,
+                                         exact_report, rbm_log_z_ais, rbm_raise, sandwich, unavailable, with_sandwich)
 
-AUTO_EXACT_LIMIT = 20  # auto enumerates up to 2^20 states; exact is asked for up to the hard limit
-EXACT_LIMIT = 25
+AUTO_EXACT_LIMIT = AUTO_EXACT_UNITS  # auto enumerates up to 2^20 states; exact is asked for up to the hard limit
+EXACT_LIMIT = MAX_ENUMERATED_UNITS
 
 
-@register_model_config("rbm")
+@register_model_config
 class RBMConfig(ModelConfig):
     family: Literal["rbm"] = "rbm"
     n_hidden: int = Field(500, gt=0)
@@ -57,12 +58,13 @@ class RBMConfig(ModelConfig):
 
 @register_recipe
 class RBMRecipe(EnergyRecipe):
-    family = "rbm"
     config_cls = RBMConfig
+    samplers = ("gibbs",)
 
     def build_modules(self) -> dict[str, nn.Module]:
         self.chains: Tensor | None = None
         self.pt_state: ChainState | None = None  # replicas of negative=pt
+        self.data_mean: Tensor | None = None
         self.gen = torch.Generator().manual_seed(self.cfg.train.seed)
         cls = GaussianRBM if self.mcfg.visible == "gaussian" else CenteredRBM if self.mcfg.centering else RBM
         return {"model": cls(self.data.dim, self.mcfg.n_hidden, self.mcfg.init_std)}
@@ -83,8 +85,7 @@ class RBMRecipe(EnergyRecipe):
         return self.rbm.uncentred() if isinstance(self.rbm, CenteredRBM) else self.rbm
 
     def after_setup(self) -> None:
-        rank = self.accelerator.process_index if self.accelerator is not None else 0
-        self.gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed * 1000 + rank)
+        self.gen = self.rank_generator()
 
     # --------------------------------------------------------------- the energy-based update
     def positive(self, batch: Batch) -> Tensor:
@@ -159,7 +160,7 @@ class RBMRecipe(EnergyRecipe):
         return out
 
     def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
-                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> dict[str, Any]:
+                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> LikelihoodResult:
         """Mean test log-likelihood in nats: exact when the smaller layer has ≤ 20 units (``auto``) or
         ≤ 25 (``exact``), else the sandwich of forward AIS (Salakhutdinov & Murray 2008; log Ẑ ± 3σ̂
         turned into bounds) and RAISE (Burda et al. 2015) along the same path."""
@@ -181,25 +182,25 @@ class RBMRecipe(EnergyRecipe):
             if method == "exact" or (method == "auto" and small <= AUTO_EXACT_LIMIT):
                 log_z = float(rbm.log_partition())
                 return exact_report(log_z, mean_neg_f - log_z, n)
-            data_mean = getattr(self, "data_mean", x.mean(0))
+            data_mean = self.data_mean if self.data_mean is not None else x.mean(0)
             res, n_betas = rbm_log_z_ais(rbm, data_mean, ais_runs, schedule, ais_runner)
-            out = ais_report(mean_neg_f, res, n_betas)
+            out = ais_report(mean_neg_f, res, n_betas, n)
             rev = rbm_raise(rbm, data_mean, x, ais_runs, schedule, ais_runner)
-        return out | sandwich(out["log_likelihood"], mean_neg_f, rev, res.n_runs) | {"test_examples": n}
+        return with_sandwich(out, sandwich(out.log_likelihood, mean_neg_f, rev, res.n_runs))
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
         if name == "pt":
             if self.mcfg.visible == "gaussian":
                 raise ValueError("sample.sampler=pt is implemented for Bernoulli RBMs; use sample.sampler=gibbs")
             return self.plain_rbm(), ParallelTemperingSampler(self.mcfg.pt_temperatures)
-        mean = getattr(self, "data_mean", None)
+        mean = self.data_mean
         # output="sample": the metrics score model draws v, as they score the (binary) test images
         return self.plain_rbm(), GibbsSampler(init="data-mean" if mean is not None else "uniform", data_mean=mean,
                                       output="sample")
 
     def state_dict(self) -> dict[str, Any]:
         return {"chains": self.chains, "gen": self.gen.get_state(),
-                "data_mean": getattr(self, "data_mean", None), "pt": pt_state_dict(self.pt_state)}
+                "data_mean": self.data_mean, "pt": pt_state_dict(self.pt_state)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("chains") is not None:

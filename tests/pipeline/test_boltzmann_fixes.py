@@ -81,18 +81,18 @@ def test_dbn_sampling_with_three_hidden_layers_ignores_the_global_rng():
 def test_bernoulli_likelihoods_refuse_non_binary_data(model):
     r = _recipe(model, binary=False)
     out = r.likelihood(torch.rand(5, 6))
-    assert out["log_likelihood"] is None and "data.binarize" in out["reason"]
+    assert out.log_likelihood is None and "data.binarize" in out.reason
 
 
 def test_exact_on_models_too_large_to_enumerate_is_unavailable_with_the_reason():
     rbm = _recipe({"family": "rbm", "n_hidden": 30}, dim=30)
     out = rbm.likelihood(torch.zeros(4, 30), "exact")
-    assert out["log_likelihood"] is None and "30" in out["reason"] and "auto" in out["reason"]
+    assert out.log_likelihood is None and "30" in out.reason and "auto" in out.reason
     dbm = _recipe({"family": "dbm", "hidden": [25, 3]}, dim=6)
     out = dbm.likelihood(torch.zeros(4, 6), "exact")  # odd layers: 25 units; before: AIS in silence
-    assert out["log_likelihood"] is None and "25" in out["reason"]
+    assert out.log_likelihood is None and "25" in out.reason
     auto = dbm.likelihood(torch.zeros(4, 6), "auto", ais_runs=4, schedule="linear:3")
-    assert auto["method"].startswith("ais") and auto["runs"] == {"forward": 4, "reverse": 4}
+    assert auto.method.startswith("ais") and (auto.details["forward_runs"], auto.details["reverse_runs"]) == (4, 4)
 
 
 @pytest.mark.parametrize("model", [{"family": "rbm", "n_hidden": 4}, {"family": "dbm", "hidden": [4, 3]},
@@ -109,15 +109,15 @@ def test_rbm_ais_likelihood_reports_both_sides_their_gap_and_runs():
     r = _recipe({"family": "rbm", "n_hidden": 30, "init_std": 0.5}, dim=16)
     x = torch.bernoulli(torch.full((20, 16), 0.3), generator=torch.Generator().manual_seed(0))
     out = r.likelihood(x, "ais", ais_runs=12, schedule="linear:50")
-    assert out["runs"] == {"forward": 12, "reverse": 12}
-    assert out["forward_log_likelihood"] == out["log_likelihood"]
-    assert out["gap"] == pytest.approx(out["forward_log_likelihood"] - out["reverse_log_likelihood"])
+    assert (out.details["forward_runs"], out.details["reverse_runs"]) == (12, 12)
+    assert out.details.details["forward_log_likelihood"] == out.log_likelihood
+    assert out.details["gap"] == pytest.approx(out.details["forward_log_likelihood"] - out.details["reverse_log_likelihood"])
     exact = float((-r.rbm.double().free_energy(x.double())).mean() - r.rbm.double().log_partition())
-    assert abs(out["reverse_log_likelihood"] - exact) < 0.5 and abs(out["forward_log_likelihood"] - exact) < 0.5
+    assert abs(out.details["reverse_log_likelihood"] - exact) < 0.5 and abs(out.details["forward_log_likelihood"] - exact) < 0.5
 
 
 def test_pt_negative_phase_trains_an_rbm_and_the_sampling_stage_reports_swap_rates(tmp_path):
-    from pipeline.artifacts import read_jsonl
+    from pipeline.rundir import RunDir
     from pipeline.config import SampleConfig
     from pipeline.sampling import sample
     from tests.pipeline.test_recipes_boltzmann import _run
@@ -126,7 +126,7 @@ def test_pt_negative_phase_trains_an_rbm_and_the_sampling_stage_reports_swap_rat
                               "model.n_hidden=16", "train.epochs=2", "data.limit=210", "train.batch_size=100")
     r = trained.recipe
     assert r.pt_state.extras["replicas_0"].shape == (4, 100, 64)  # sized once, kept through the short batch
-    epochs = read_jsonl(Path(result.run_dir) / "metrics.jsonl")
+    epochs = RunDir(Path(result.run_dir)).epochs()
     assert 0 <= epochs[-1]["pt_swap_rate_min"] <= epochs[-1]["pt_swap_rate_mean"] <= 1
     out = sample(result.run_dir, SampleConfig(chains=6, steps=8, burn_in=2, thin=3, workers=0, chains_per_block=3,
                                               sampler="pt"))

@@ -15,7 +15,8 @@ from models.dbn import DBN
 from models.rbm import RBM
 from models.samplers.dbn_dbm import DBNSampler
 from pipeline.config import SampleConfig
-from pipeline.sampling import load_samples, parallel_ais, run_chains
+from pipeline.fanout import parallel_ais
+from pipeline.sampling import load_samples, run_chains
 
 
 @pytest.fixture(scope="module")
