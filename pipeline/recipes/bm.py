@@ -50,7 +50,7 @@ class BMConfig(ModelConfig):
 @register_recipe
 class BMRecipe(EnergyRecipe):
     config_cls = BMConfig
-    samplers = ("gibbs",)
+    samplers = ("gibbs", "pt")
 
     def build_modules(self) -> dict[str, nn.Module]:
         self.chains: Tensor | None = None

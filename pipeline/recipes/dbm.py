@@ -60,7 +60,7 @@ class DBMConfig(ModelConfig):
 @register_recipe
 class DBMRecipe(EnergyRecipe):
     config_cls = DBMConfig
-    samplers = ("dbm-gibbs",)
+    samplers = ("dbm-gibbs", "pt")
     trains_layerwise = True  # pretraining phases leave the other weights without gradients
 
     def build_modules(self) -> dict[str, nn.Module]:

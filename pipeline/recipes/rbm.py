@@ -59,7 +59,7 @@ class RBMConfig(ModelConfig):
 @register_recipe
 class RBMRecipe(EnergyRecipe):
     config_cls = RBMConfig
-    samplers = ("gibbs",)
+    samplers = ("gibbs", "pt")
 
     def build_modules(self) -> dict[str, nn.Module]:
         self.chains: Tensor | None = None
