@@ -100,3 +100,79 @@ def rbm_ais_run(model: RBM, n_runs: int, generator: torch.Generator | None, *, b
                 betas: Tensor) -> Tensor:
     """The per-block run function for the parallel runner: ``run_fn(model, n, generator)``."""
     return ais_log_weights(model, base, betas, n_runs, generator)
+
+
+# ----------------------------------------------------------------------------- reverse annealing
+# RAISE (Burda, Grosse & Salakhutdinov, AISTATS 2015). The forward chain x_0 ~ p_0, x_k ~ T_k(· | x_{k-1})
+# (k = 1..K, T_k leaving p_k = f_k / Z_k invariant) defines a normalised "annealing model" p_ann(x_K),
+# which approaches the target as K grows. Running the chain backwards from a test point x_K with the
+# reversals T̃_k as the proposal gives an unbiased estimate of p_ann(x_K) whose weight needs no Z_k:
+#     log w = log f_K(x_K) − log Z_0 + Σ_{k=0}^{K−1} [log f_k(x_k) − log f_{k+1}(x_k)],
+# so E[log w] ≤ log p_ann(x_K) (Jensen): a stochastic lower bound on the test log-likelihood, the
+# conservative side of forward AIS (whose E[log Ẑ] ≤ log Z makes its likelihood optimistic).
+# A v → h → v Gibbs sweep is reversible on the v-marginal, so for RBMs T̃_k = T_k.
+
+def pick_rows(data: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+    """``n`` rows of ``data`` drawn uniformly with replacement from the run's own stream."""
+    idx = torch.randint(0, data.shape[0], (n,), generator=generator)
+    return data[idx]
+
+
+def log_mean_exp_groups(log_w: Tensor, per: int) -> Tensor:
+    """log-mean-exp over consecutive groups of ``per`` values: several chains per test point."""
+    return torch.logsumexp(log_w.reshape(-1, per), 1) - math.log(per)
+
+
+@torch.no_grad()
+def rbm_reverse_log_ratio(rbm: RBM, base_bias: Tensor, betas: Tensor, v: Tensor,
+                          generator: torch.Generator | None = None) -> Tensor:
+    """RAISE from each row of ``v``: log w − log f_K(v) = −log Z_0 + Σ_k [log f_k(x_k) − log f_{k+1}(x_k)],
+    the reverse chain's estimate of −log Z (float64, one value per row)."""
+    W, b, c = rbm.W.double(), rbm.b.double(), rbm.c.double()
+    b_a = base_bias.double().to(W.device)
+    x = v.reshape(v.shape[0], -1).double().to(W.device)
+    acc = torch.zeros(x.shape[0], dtype=torch.float64, device=W.device)
+    db = b - b_a
+    for k in range(len(betas) - 1, 0, -1):
+        lo, hi = float(betas[k - 1]), float(betas[k])
+        h = torch.bernoulli(torch.sigmoid(hi * (x @ W + c)), generator=generator)  # T_k at β_k
+        x = torch.bernoulli(torch.sigmoid((1 - hi) * b_a + hi * (b + h @ W.T)), generator=generator)
+        a = x @ W + c
+        acc += (lo - hi) * (x @ db) + (F.softplus(lo * a) - F.softplus(hi * a)).sum(-1)
+    return acc - base_log_z(base_bias, rbm.n_hidden)
+
+
+def rbm_raise_run(model: RBM, n_runs: int, generator: torch.Generator | None, *, base: Tensor, betas: Tensor,
+                  data: Tensor) -> Tensor:
+    """Per-block run function (``run_fn(model, n, generator)``) of RAISE: each run starts at a test
+    row drawn from ``data`` and returns log w − log p*(v) (the control variate of Burda et al. §5:
+    the driver adds back the exact mean of log p*(v) = −F(v) over all test rows)."""
+    generator = reverse_stream(generator)
+    return rbm_reverse_log_ratio(model, base, betas, pick_rows(data, n_runs, generator), generator)
+
+
+def reverse_stream(generator: torch.Generator | None) -> torch.Generator | None:
+    """A stream of its own for the reverse runs, derived from the block's generator, so that forward
+    and reverse runs of one evaluation (same seeds, same blocks) do not share random numbers."""
+    if generator is None:
+        return None
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)) ^ 0x5A15E
+    return torch.Generator(device=generator.device).manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class ReverseResult:
+    """Mean of the per-run values of a reverse estimator with its standard error."""
+
+    mean: float
+    se: float
+    n_runs: int
+
+
+def combine_reverse(values: Tensor) -> ReverseResult:
+    """Merge per-run reverse values from any number of workers: a plain mean (each run is already
+    a log-domain estimate for its own test point)."""
+    values = values.double().reshape(-1)
+    m = len(values)
+    se = float(values.std(unbiased=True)) / math.sqrt(m) if m > 1 else math.inf
+    return ReverseResult(float(values.mean()), se, m)

@@ -10,6 +10,7 @@ model expectation comes from persistent Gibbs chains (the shared energy-based re
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.rbm import _enumerate_logsumexp
@@ -59,6 +60,55 @@ class FullyVisibleBM(nn.Module):
             p = torch.sigmoid((y @ W[:, i] + self.b[i]) / self.temperature)
             y[:, i] = torch.bernoulli(p, generator=generator)
         return y, None
+
+    # ------------------------------------------------------------------ annealing (n > 20 units)
+    # Path from independent units with biases b_A (the data's base rates, log Z_A = Σ softplus(b_A)) to
+    # the BM: log f_β(y) = −β E(y) + (1 − β) b_Aᵀy. Transitions are sequential Gibbs sweeps of p_β; a
+    # sweep in site order 0..n−1 has as its reversal the sweep in order n−1..0, which RAISE uses.
+    def tempered_log_f(self, y: Tensor, beta: float, base_bias: Tensor) -> Tensor:
+        return -beta * self.energy(y) + (1 - beta) * (y @ base_bias.to(y.dtype))
+
+    @torch.no_grad()
+    def tempered_sweep(self, y: Tensor, beta: float, base_bias: Tensor, generator: torch.Generator | None,
+                       reverse: bool = False) -> Tensor:
+        """One sequential Gibbs sweep of p_β (sites in reverse order when ``reverse``)."""
+        y = y.clone()
+        W, b, b_a = self.W.to(y.dtype), self.b.to(y.dtype), base_bias.to(y.dtype)
+        for i in (range(self.n_visible - 1, -1, -1) if reverse else range(self.n_visible)):
+            logit = beta * (y @ W[:, i] + b[i]) / self.temperature + (1 - beta) * b_a[i]
+            y[:, i] = torch.bernoulli(torch.sigmoid(logit), generator=generator)
+        return y
+
+    @staticmethod
+    def base_log_z(base_bias: Tensor) -> float:
+        return float(F.softplus(base_bias.double()).sum())
+
+    @torch.no_grad()
+    def ais_log_weights(self, base_bias: Tensor, betas: Tensor, n_runs: int,
+                        generator: torch.Generator | None = None) -> Tensor:
+        """Forward AIS log-weights (float64): E[exp(log w)] = Z / Z_A (Neal 2001)."""
+        b_a = base_bias.double()
+        y = torch.bernoulli(torch.sigmoid(b_a).expand(n_runs, -1), generator=generator)
+        log_w = torch.zeros(n_runs, dtype=torch.float64)
+        for k in range(1, len(betas)):
+            lo, hi = float(betas[k - 1]), float(betas[k])
+            log_w += self.tempered_log_f(y, hi, b_a) - self.tempered_log_f(y, lo, b_a)
+            if k < len(betas) - 1:
+                y = self.tempered_sweep(y, hi, b_a, generator)
+        return log_w
+
+    @torch.no_grad()
+    def reverse_log_ratio(self, y: Tensor, base_bias: Tensor, betas: Tensor,
+                          generator: torch.Generator | None = None) -> Tensor:
+        """RAISE (Burda et al. 2015) from rows y: log w − log f(y), the reverse estimate of −log Z."""
+        b_a = base_bias.double()
+        y = y.reshape(y.shape[0], -1).double()
+        acc = torch.full((y.shape[0],), -self.base_log_z(b_a), dtype=torch.float64)
+        for k in range(len(betas) - 1, 0, -1):
+            lo, hi = float(betas[k - 1]), float(betas[k])
+            y = self.tempered_sweep(y, hi, b_a, generator, reverse=True)
+            acc += self.tempered_log_f(y, lo, b_a) - self.tempered_log_f(y, hi, b_a)
+        return acc
 
     def exact_gradient(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """∂ mean log p / ∂(W, b) = (⟨yyᵀ⟩_data − ⟨yyᵀ⟩_model, ⟨y⟩_data − ⟨y⟩_model) / T, by enumeration."""

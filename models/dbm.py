@@ -9,6 +9,7 @@ AIS anneals on (for two hidden layers: AIS over h1 with v and h2 summed out).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -86,7 +87,7 @@ class DBM(nn.Module):
         up, _ = pretrain_multipliers(index, len(self.weights))
         return torch.sigmoid(up * (x @ self.weights[index]) + self.biases[index + 1])
 
-    def layer_input(self, layers: list[Tensor], l: int, beta: float = 1.0) -> Tensor:
+    def layer_input(self, layers: list[Tensor], l: int, beta: float | Tensor = 1.0) -> Tensor:
         """Total input to layer l from its neighbours (and bias), scaled by the inverse temperature."""
         x = self.biases[l].expand(layers[0].shape[0], -1)
         if l > 0:
@@ -186,19 +187,133 @@ class DBM(nn.Module):
             log_w += self.odd_log_marginal(odd, hi) - self.odd_log_marginal(odd, lo)
             if k == len(betas) - 1:
                 break
-            layers = self._with_even_zeros(odd)
-            for l in range(0, len(layers), 2):
-                layers[l] = torch.bernoulli(torch.sigmoid(self.layer_input(layers, l, hi)), generator=generator)
-            for l in range(1, len(layers), 2):
-                layers[l] = torch.bernoulli(torch.sigmoid(self.layer_input(layers, l, hi)), generator=generator)
-            odd = layers[1::2]
+            odd = self.tempered_sweep(odd, hi, generator)
+        return log_w
+
+    @torch.no_grad()
+    def tempered_sweep(self, odd: list[Tensor], beta: float, generator: torch.Generator | None) -> list[Tensor]:
+        """Even layers given the odd ones, then odd given even, all at inverse temperature β: a kernel
+        on the odd-layer marginal that leaves it invariant and is reversible (as v → h → v in an RBM)."""
+        layers = self._with_even_zeros(odd)
+        for l in range(0, len(layers), 2):
+            layers[l] = torch.bernoulli(torch.sigmoid(self.layer_input(layers, l, beta)), generator=generator)
+        for l in range(1, len(layers), 2):
+            layers[l] = torch.bernoulli(torch.sigmoid(self.layer_input(layers, l, beta)), generator=generator)
+        return layers[1::2]
+
+    def log_f_visible_odd(self, v: Tensor, odd: list[Tensor]) -> Tensor:
+        """log Σ exp(−E(v, odd, even')) over the even hidden layers even' (v and the odd layers given)."""
+        layers = self._with_even_zeros(odd)
+        layers[0] = v
+        val = v @ self.biases[0] + ((v @ self.weights[0]) * layers[1]).sum(-1)
+        val = val + sum(layers[l] @ self.biases[l] for l in range(1, len(layers), 2))
+        for l in range(2, len(layers), 2):
+            val = val + F.softplus(self.layer_input(layers, l)).sum(-1)
+        return val
+
+    @torch.no_grad()
+    def posterior_draw(self, v: Tensor, generator: torch.Generator | None,
+                       iterations: int = 30) -> tuple[list[Tensor], Tensor]:
+        """Odd layers drawn from the factorial mean-field posterior Q(odd | v), with log Q of the draw."""
+        mu = self.mean_field(v, iterations)
+        odd, log_q = [], torch.zeros(v.shape[0], dtype=v.dtype, device=v.device)
+        for m in mu[1::2]:
+            m = m.clamp(1e-6, 1 - 1e-6)
+            h = torch.bernoulli(m, generator=generator)
+            odd.append(h)
+            log_q = log_q + (h * torch.log(m) + (1 - h) * torch.log1p(-m)).sum(-1)
+        return odd, log_q
+
+    @torch.no_grad()
+    def importance_log_f(self, v: Tensor, samples: int, generator: torch.Generator | None,
+                         iterations: int = 30) -> Tensor:
+        """Importance-sampled log p*(v) with Q(odd | v) as proposal and the even layers summed out:
+        log mean_m f(v, odd_m)/Q(odd_m | v); a stochastic lower bound that tightens with ``samples``."""
+        vv = v.repeat_interleave(samples, 0)
+        odd, log_q = self.posterior_draw(vv, generator, iterations)
+        return torch.logsumexp((self.log_f_visible_odd(vv, odd) - log_q).reshape(-1, samples), 1) - math.log(samples)
+
+    @torch.no_grad()
+    def raise_log_weights(self, v: Tensor, betas: Tensor, generator: torch.Generator | None,
+                          iterations: int = 30) -> Tensor:
+        """RAISE (Burda et al. 2015) on the odd-layer path of :meth:`ais_log_weights`, from test rows v.
+
+        p(odd | v) is intractable, so the reverse chain starts from odd ~ Q(odd | v) and the weight
+        carries f(v, odd)/Q(odd | v) (even hidden layers summed out, v emitted given odd):
+        log w = log f(v, odd_K) − log Q − log Z_0 + Σ_{k<K} [log f_k(odd_k) − log f_{k+1}(odd_k)],
+        an unbiased estimate of the annealing model's p(v) for any Q with full support.
+        """
+        odd, log_q = self.posterior_draw(v, generator, iterations)
+        log_w = self.log_f_visible_odd(v, odd) - log_q - self.base_log_z()
+        for k in range(len(betas) - 1, 0, -1):
+            lo, hi = float(betas[k - 1]), float(betas[k])
+            odd = self.tempered_sweep(odd, hi, generator)
+            log_w += self.odd_log_marginal(odd, lo) - self.odd_log_marginal(odd, hi)
         return log_w
 
     def base_log_z(self) -> float:
-        import math
-
         return sum(self.sizes) * math.log(2.0)
 
 
 def _bernoulli_entropy(p: Tensor, eps: float = 1e-12) -> Tensor:
     return -(p * torch.log(p + eps) + (1 - p) * torch.log(1 - p + eps))
+
+
+class CenteredDBM(DBM):
+    """Centred DBM (Melchior, Fischer & Wiskott 2016, §4): with offsets μ_l per layer,
+    E(x) = −Σ_l b_lᵀ(x_l − μ_l) − Σ_l (x_l − μ_l)ᵀ W_l (x_{l+1} − μ_{l+1}).
+
+    The conditionals (hence Gibbs and mean field) are those of the plain DBM with biases
+    b_l − W_{l−1}ᵀμ_{l−1} − W_l μ_{l+1}, and E differs from that plain energy by a constant; what
+    changes is the gradient of the energy loss, centred like the RBM's. Offsets start at zero (so
+    greedy pretraining is the plain one) and :meth:`move_offsets` changes them without changing p.
+    """
+
+    def __init__(self, sizes: list[int], init_std: float = 0.01, generator: torch.Generator | None = None):
+        super().__init__(sizes, init_std, generator)
+        for l, n in enumerate(self.sizes):
+            self.register_buffer(f"offset_{l}", torch.zeros(n))
+
+    def offset(self, l: int) -> Tensor:
+        return getattr(self, f"offset_{l}")
+
+    def energy(self, layers: list[Tensor]) -> Tensor:
+        c = [x - self.offset(l) for l, x in enumerate(layers)]
+        e = sum(-(x @ b) for x, b in zip(c, self.biases))
+        for l, W in enumerate(self.weights):
+            e = e - ((c[l] @ W) * c[l + 1]).sum(-1)
+        return e
+
+    def layer_input(self, layers: list[Tensor], l: int, beta: float | Tensor = 1.0) -> Tensor:
+        x = self.biases[l].expand(layers[0].shape[0], -1)
+        if l > 0:
+            x = x + (layers[l - 1] - self.offset(l - 1)) @ self.weights[l - 1]
+        if l + 1 < len(self.sizes):
+            x = x + (layers[l + 1] - self.offset(l + 1)) @ self.weights[l].T
+        return beta * x
+
+    def p_v(self, h1: Tensor) -> Tensor:
+        return torch.sigmoid(self.biases[0] + (h1 - self.offset(1)) @ self.weights[0].T)
+
+    @torch.no_grad()
+    def move_offsets(self, offsets: list[Tensor]) -> None:
+        """New offsets; biases re-parameterised so that the plain biases (the distribution) stay."""
+        delta = [new.to(self.offset(l).dtype) - self.offset(l) for l, new in enumerate(offsets)]
+        for l in range(len(self.sizes)):
+            if l > 0:
+                self.biases[l].add_(delta[l - 1] @ self.weights[l - 1])
+            if l + 1 < len(self.sizes):
+                self.biases[l].add_(delta[l + 1] @ self.weights[l].T)
+        for l, new in enumerate(offsets):
+            self.offset(l).copy_(new)
+
+    @torch.no_grad()
+    def uncentred(self) -> DBM:
+        """The plain DBM with the same distribution (what AIS, RAISE, exact log Z and PT read)."""
+        plain = DBM(self.sizes).to(self.weights[0].device, self.weights[0].dtype)
+        zeros = [torch.zeros_like(self.offset(l))[None] for l in range(len(self.sizes))]
+        for l in range(len(self.sizes)):
+            plain.biases[l].copy_(self.layer_input(zeros, l)[0])  # b_l − W_{l−1}ᵀμ_{l−1} − W_l μ_{l+1}
+        for W, w in zip(plain.weights, self.weights):
+            W.copy_(w)
+        return plain.requires_grad_(False)

@@ -91,6 +91,63 @@ class RBM(nn.Module):
         return ((self.p_v(self.p_h(v)) - v) ** 2).sum(-1).mean()
 
 
+class CenteredRBM(RBM):
+    """Centred Bernoulli RBM (Melchior, Fischer & Wiskott, JMLR 2016):
+    E(v, h) = −(v − μ)ᵀb − cᵀ(h − λ) − (v − μ)ᵀW(h − λ), offsets μ (visible) and λ (hidden) buffers.
+
+    It is the plain RBM with W, b − Wλ, c − Wᵀμ up to the constant κ = μᵀb + cᵀλ − μᵀWλ in the energy
+    (so log Z_centred = log Z_plain − κ and p(v) is unchanged); what changes is the gradient of the
+    free-energy loss: ⟨(v − μ)(h − λ)ᵀ⟩_data − ⟨(v − μ)(h − λ)ᵀ⟩_model for W, which the paper shows
+    is better conditioned. :meth:`move_offsets` changes μ, λ without changing the distribution.
+    """
+
+    def __init__(self, n_visible: int, n_hidden: int, init_std: float = 0.01,
+                 generator: torch.Generator | None = None):
+        super().__init__(n_visible, n_hidden, init_std, generator)
+        self.register_buffer("mu", torch.zeros(n_visible))
+        self.register_buffer("lam", torch.zeros(n_hidden))
+
+    def free_energy(self, v: Tensor) -> Tensor:
+        x = v.reshape(v.shape[0], -1) - self.mu
+        return -(x @ self.b) + self.c @ self.lam + (x @ self.W) @ self.lam - F.softplus(x @ self.W + self.c).sum(-1)
+
+    def energy(self, v: Tensor, h: Tensor) -> Tensor:
+        x, y = v.reshape(v.shape[0], -1) - self.mu, h - self.lam
+        return -(x @ self.b) - (y @ self.c) - ((x @ self.W) * y).sum(-1)
+
+    def p_h(self, v: Tensor) -> Tensor:
+        return torch.sigmoid((v.reshape(v.shape[0], -1) - self.mu) @ self.W + self.c)
+
+    def p_v(self, h: Tensor) -> Tensor:
+        return torch.sigmoid((h - self.lam) @ self.W.T + self.b)
+
+    def energy_offset(self) -> Tensor:
+        """κ with E_centred = E_plain + κ."""
+        return self.mu @ self.b + self.c @ self.lam - self.mu @ self.W @ self.lam
+
+    @torch.no_grad()
+    def uncentred(self) -> RBM:
+        """The plain RBM with the same p(v, h) (what AIS, RAISE and PT work with)."""
+        plain = RBM(self.n_visible, self.n_hidden).to(self.W.device, self.W.dtype)
+        plain.W.copy_(self.W)
+        plain.b.copy_(self.b - self.W @ self.lam)
+        plain.c.copy_(self.c - self.W.T @ self.mu)
+        return plain.requires_grad_(False)
+
+    def log_partition(self, chunk: int = 1 << 14) -> Tensor:
+        return self.uncentred().log_partition(chunk) - self.energy_offset().double()
+
+    @torch.no_grad()
+    def move_offsets(self, mu: Tensor | None = None, lam: Tensor | None = None) -> None:
+        """New offsets with b, c re-parameterised so that b − Wλ and c − Wᵀμ (the distribution) stay."""
+        if lam is not None:
+            self.b.add_(self.W @ (lam - self.lam))
+            self.lam.copy_(lam)
+        if mu is not None:
+            self.c.add_(self.W.T @ (mu - self.mu))
+            self.mu.copy_(mu)
+
+
 def all_binary_states(n: int, start: int = 0, stop: int | None = None, dtype=torch.float64) -> Tensor:
     """Rows start..stop of the 2^n × n table of binary states (bit i of the row index)."""
     stop = 2**n if stop is None else stop

@@ -107,8 +107,16 @@ def run_block(model: nn.Module, sampler: Sampler, block: Block, cfg: SampleConfi
     accepted = state.acceptance_rate()
     path = SampleDir(Path(out_dir)).write_block(  # x: (chains, draws, *data_shape)
         block.index, x=np.stack(draws, axis=1), energy=energy,
-        acceptance=accepted.cpu().numpy() if accepted is not None else np.array([]))
+        acceptance=accepted.cpu().numpy() if accepted is not None else np.array([]), **_swap_counts(state))
     return str(path)
+
+
+def _swap_counts(state) -> dict[str, np.ndarray]:
+    """Per-pair swap counts of a replica-exchange sampler (parallel tempering), empty otherwise."""
+    ex = state.extras
+    if "swap_accepted" not in ex:
+        return {"swap_accepted": np.array([]), "swap_attempts": np.array([])}
+    return {"swap_accepted": ex["swap_accepted"].cpu().numpy(), "swap_attempts": ex["swap_attempts"].cpu().numpy()}
 
 
 def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: str | Path,
@@ -159,16 +167,20 @@ def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: s
 
 def _diagnostics(out: SampleDir, blocks: list[Block], cfg: SampleConfig) -> dict[str, Any]:
     """R-hat/ESS of the post-burn-in energy traces of all chains together, plus acceptance rates."""
-    traces, accept = [], []
+    traces, accept, swaps = [], [], []
     for b in blocks:
-        arrays = out.read_block(b.index, "energy", "acceptance")
+        arrays = out.read_block(b.index, "energy", "acceptance", "swap_accepted", "swap_attempts")
         traces.append(arrays["energy"][:, cfg.burn_in:])
         accept.append(arrays["acceptance"])
+        if arrays["swap_attempts"].size:
+            swaps.append((arrays["swap_accepted"], arrays["swap_attempts"]))
     trace = np.concatenate(traces)
     result: dict[str, Any] = {"energy": diagnostics.summarize(trace) if trace.shape[1] >= 4 else {}}
     acc = np.concatenate(accept)
     if acc.size:
         result["acceptance_rate"] = {"mean": float(acc.mean()), "min": float(acc.min()), "max": float(acc.max())}
+    if swaps:  # parallel tempering: acceptance of each neighbouring pair of temperatures, all blocks pooled
+        result["swap_acceptance_rate"] = (sum(a for a, _ in swaps) / sum(t for _, t in swaps)).tolist()
     out.write_diagnostics(result)
     return result
 

@@ -27,11 +27,18 @@ class DBNSampler(Sampler):
         x = state.visible
         for _ in range(k):
             x, _ = model.top.gibbs_step(x, generator)
-        return ChainState(layers=[x], energy=model.top.free_energy(x))
+        # the top-down pass in to_data draws its layers from a seed taken from the block's stream
+        # here, so the sample does not depend on the global RNG or on the number of workers
+        seed = torch.randint(0, 2**62, (1,), generator=generator, device=x.device)
+        return ChainState(layers=[x], energy=model.top.free_energy(x), extras={"down_seed": seed})
 
     @torch.no_grad()
     def to_data(self, model: nn.Module, state: ChainState) -> torch.Tensor:
-        return model.down(state.visible, None)
+        """Binary draws v ~ p(v | h1) after the top-down pass (scored like the binary test images)."""
+        x = state.visible
+        seed = state.extras.get("down_seed")
+        gen = torch.Generator(device=x.device).manual_seed(int(seed) if seed is not None else 0)
+        return torch.bernoulli(model.down(x, gen), generator=gen)
 
 
 @register("sampler", "dbm-gibbs")
@@ -56,4 +63,5 @@ class DBMGibbsSampler(Sampler):
 
     @torch.no_grad()
     def to_data(self, model: nn.Module, state: ChainState) -> torch.Tensor:
-        return model.p_v(state.layers[1])
+        """The binary visible layer of the chains (scored like the binary test images)."""
+        return state.layers[0]

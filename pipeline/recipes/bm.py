@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any, Literal
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from models import ais
 from models.bm import FullyVisibleBM
 from models.samplers.base import Sampler
+from models.samplers.tempering import ParallelTemperingSampler
 from models.samplers.gibbs import GibbsSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from models.exact import AUTO_EXACT_UNITS, can_enumerate
 from pipeline.recipes.energy import EnergyRecipe
-from pipeline.recipes.likelihood import LikelihoodResult
+from pipeline.recipes.likelihood import (AISRunner, LikelihoodResult, ais_report, binary_data_refusal, exact_refusal,
+                                         exact_report, in_process_runner, sandwich, unavailable, with_sandwich)
+
+EXACT_LIMIT = AUTO_EXACT_UNITS
+
+
+def _bm_ais_run(model: FullyVisibleBM, n_runs: int, generator: torch.Generator | None, *, base: Tensor,
+                betas: Tensor) -> Tensor:
+    return model.ais_log_weights(base, betas, n_runs, generator)
+
+
+def _bm_raise_run(model: FullyVisibleBM, n_runs: int, generator: torch.Generator | None, *, base: Tensor,
+                  betas: Tensor, data: Tensor) -> Tensor:
+    generator = ais.reverse_stream(generator)
+    return model.reverse_log_ratio(ais.pick_rows(data, n_runs, generator), base, betas, generator)
 
 
 @register_model_config
@@ -32,7 +50,7 @@ class BMConfig(ModelConfig):
 @register_recipe
 class BMRecipe(EnergyRecipe):
     config_cls = BMConfig
-    samplers = ("gibbs",)
+    samplers = ("gibbs", "pt")
 
     def build_modules(self) -> dict[str, nn.Module]:
         self.chains: Tensor | None = None
@@ -82,26 +100,48 @@ class BMRecipe(EnergyRecipe):
             out["log_likelihood_test"] = float(model.log_likelihood(test_x, log_z).mean())
         return out
 
+    def init_from_data(self, train_x: Tensor) -> None:
+        self.data_mean = train_x.float().mean(0)  # the AIS base rates
+
     def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
-                   schedule: str = "salakhutdinov2008", ais_runner: Any = None) -> LikelihoodResult:
-        model = self.modules["model"].cpu()
-        n = int(test_x.shape[0])
-        if not can_enumerate(self.data.dim):
-            return LikelihoodResult("exact", None, n, reason=f"exact enumeration needs n ≤ {AUTO_EXACT_UNITS} units "
-                                    f"(n = {self.data.dim}); AIS for the fully visible BM is not implemented")
+                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> LikelihoodResult:
+        """Exact by enumeration for n ≤ 20 units, else the sandwich of forward AIS from the base-rate
+        model (log Ẑ ± 3σ̂ bounds) and RAISE along the same path with reversed sweeps."""
+        model = copy.deepcopy(self.modules["model"]).cpu().double()
+        n, units = int(test_x.shape[0]), self.data.dim
+        y = test_x.reshape(n, -1).double()
+        if why := binary_data_refusal(self.data, "fully visible BM"):
+            return unavailable(method, n, why)
+        if method == "exact" and units > EXACT_LIMIT:
+            return unavailable("exact", n, exact_refusal("the BM", units, EXACT_LIMIT))
         with torch.no_grad():
-            log_z = float(model.log_partition())
-            ll = float(model.log_likelihood(test_x.reshape(n, -1), torch.tensor(log_z)).mean())
-        return LikelihoodResult("exact", ll, n, log_z=log_z)
+            mean_neg_e = float((-model.energy(y)).mean())
+            if method != "ais" and units <= EXACT_LIMIT:
+                log_z = float(model.log_partition())
+                return exact_report(log_z, mean_neg_e - log_z, n)
+            mean = getattr(self, "data_mean", None)
+            base = ais.base_rate_bias(mean if mean is not None else y.mean(0))
+            betas = ais.schedule(schedule)
+            runner = ais_runner or in_process_runner()
+            log_w = runner(model, functools.partial(_bm_ais_run, base=base, betas=betas), ais_runs)
+            res = ais.combine_log_weights(log_w, model.base_log_z(base))
+            run = functools.partial(_bm_raise_run, base=base, betas=betas, data=y.to(torch.uint8))
+            rev = ais.combine_reverse(runner(model, run, ais_runs))
+        out = ais_report(mean_neg_e, res, len(betas), n)
+        return with_sandwich(out, sandwich(out.log_likelihood, mean_neg_e, rev, res.n_runs))
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
+        if name == "pt":  # replica exchange over 10 evenly spaced inverse temperatures in [0, 1]
+            return self.modules["model"], ParallelTemperingSampler(10)
         return self.modules["model"], GibbsSampler(output="sample")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"chains": self.chains, "gen": self.gen.get_state()}
+        return {"chains": self.chains, "gen": self.gen.get_state(), "data_mean": getattr(self, "data_mean", None)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("chains") is not None:
             self.chains = state["chains"].to(self.device)
         if state.get("gen") is not None:
             self.gen.set_state(state["gen"])
+        if state.get("data_mean") is not None:
+            self.data_mean = state["data_mean"]

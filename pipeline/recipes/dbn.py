@@ -22,8 +22,8 @@ from models.samplers.dbn_dbm import DBNSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
-from models.exact import DBN_EXACT_H1_UNITS, can_enumerate
-from pipeline.recipes.likelihood import AISRunner, LikelihoodResult, ais_report, rbm_log_z_ais
+from pipeline.recipes.likelihood import (AISRunner, LikelihoodResult, ais_report, binary_data_refusal, exact_report,
+                                         rbm_log_z_ais, rbm_raise, sandwich, unavailable, with_sandwich)
 
 
 @register_model_config
@@ -93,33 +93,48 @@ class DBNRecipe(EnergyRecipe):
 
     def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
                    schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> LikelihoodResult:
-        """The variational lower bound on test log p(v) (S&M 2008), top log Z exact or (``method="ais"``
-        or a large top RBM) by AIS, whose log(Ẑ ± 3σ̂) interval becomes the bound's interval;
-        exact log p(v) for two hidden layers when h1 and the top RBM are small enough to enumerate."""
+        """Exact log p(v) for two hidden layers when h1 (≤ 16) and the top RBM are small enough to
+        enumerate; otherwise the variational lower bound on test log p(v) (S&M 2008) with the top log Z
+        exact (small top RBM) or, for ``method="ais"`` or a large top, as a sandwich: forward AIS of the
+        top log Z (log(Ẑ ± 3σ̂) becomes the bound's interval) beside RAISE of the top RBM from the
+        test data's top-level states (Burda et al. 2015)."""
         dbn = copy.deepcopy(self.dbn).cpu()
         x = test_x.reshape(test_x.shape[0], -1).float()
-        top = dbn.top
+        top, n = dbn.top, int(x.shape[0])
+        if why := binary_data_refusal(self.data, "DBN"):
+            return unavailable(method, n, why)
+        top_small = min(top.n_visible, top.n_hidden) <= 20
+        exact_ok = len(dbn.rbms) == 2 and dbn.rbms[0].n_hidden <= 16 and top_small
+        if method == "exact" and not exact_ok:
+            return unavailable("exact", n, "evaluate.likelihood=exact needs a DBN with two hidden layers, h1 of "
+                                           "at most 16 units and a top RBM whose smaller layer has at most 20; "
+                                           "use evaluate.likelihood=auto or ais")
         with torch.no_grad():
             top_input = dbn.up(x, len(dbn.rbms) - 1, torch.Generator().manual_seed(0))
             res = None
-            if method != "ais" and can_enumerate(min(top.n_visible, top.n_hidden)):
+            if method != "ais" and top_small:
                 log_z = float(copy.deepcopy(top).double().log_partition())
             else:
                 res, n_betas = rbm_log_z_ais(copy.deepcopy(top).double(), top_input.mean(0), ais_runs, schedule,
                                              ais_runner)
                 log_z = res.log_z
-            n = int(x.shape[0])
-            if len(dbn.rbms) == 2 and can_enumerate(dbn.rbms[0].n_hidden, DBN_EXACT_H1_UNITS) and res is None:
-                ll = float(dbn.exact_log_p(x, log_z).mean())
-                return LikelihoodResult("exact", ll, n, log_z=log_z)
+            if exact_ok and res is None:
+                return exact_report(log_z, float(dbn.exact_log_p(x, log_z).mean()), n)
             gen = torch.Generator().manual_seed(0)
             bound = float(dbn.log_p_lower(x, 0, log_z, self.mcfg.bound_samples, gen).mean())
+            if res is not None:
+                rev = rbm_raise(copy.deepcopy(top).double(), top_input.mean(0), top_input, ais_runs, schedule,
+                                ais_runner)
         method_name, note = "variational bound (S&M 2008)", "a lower bound on the test log-likelihood"
-        if res is None:
+        if res is None:  # exact top log Z: nothing to anneal, both sides are the bound
             return LikelihoodResult(method_name, bound, n, log_z=log_z,
-                                    details={"top_log_z_method": "exact", "note": note})
-        # the bound moves with the top log Ẑ: its log(Ẑ ± 3σ̂) interval becomes the bound's interval
-        return ais_report(bound + log_z, res, n_betas, n, method_name, top_log_z_method="ais", note=note)
+                                    details={"top_log_z_method": "exact", "note": note,
+                                             "forward_log_likelihood": bound, "reverse_log_likelihood": bound,
+                                             "gap": 0.0, "forward_runs": 0, "reverse_runs": 0})
+        # the bound moves with the top log Ẑ: its log(Ẑ ± 3σ̂) interval becomes the bound's interval;
+        # the reverse side replaces −F(h) − log Ẑ by the top RBM's RAISE estimate of log p(h)
+        out = ais_report(bound + log_z, res, n_betas, n, method_name, top_log_z_method="ais", note=note)
+        return with_sandwich(out, sandwich(bound, bound + log_z, rev, res.n_runs))
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
         return self.dbn, DBNSampler()

@@ -44,8 +44,12 @@ def test_exact_bm_training_raises_the_test_likelihood(tmp_path):
 def test_sampled_bm_trains_with_persistent_chains(tmp_path):
     _, trained, _ = _run(tmp_path, "bm-digits", "train.epochs=1", "data.limit=200")
     assert trained.recipe.chains.shape == (100, 64)
-    out = trained.recipe.likelihood(_test_x(trained))
-    assert out.log_likelihood is None and "n ≤ 20" in out.reason  # 64 units: not enumerable
+    x = _test_x(trained)[:40]
+    refused = trained.recipe.likelihood(x, "exact")  # 64 units: not enumerable, and it says so
+    assert refused.log_likelihood is None and "evaluate.likelihood=exact" in refused.reason
+    out = trained.recipe.likelihood(x, "auto", ais_runs=10, schedule="linear:30")  # auto picks AIS + RAISE
+    assert out.method == "ais" and (out.details["forward_runs"], out.details["reverse_runs"]) == (10, 10)
+    assert out.details["gap"] == pytest.approx(out.details["forward_log_likelihood"] - out.details["reverse_log_likelihood"])
 
 
 def test_dbn_trains_layer_by_layer_and_bounds_its_likelihood(tmp_path):
@@ -61,18 +65,19 @@ def test_dbn_trains_layer_by_layer_and_bounds_its_likelihood(tmp_path):
     assert approx.runs == 50 and approx.details["ais_betas"] == 1000  # the top log Z came from AIS
     assert approx.lower <= approx.log_likelihood <= approx.upper
     assert approx.log_likelihood == pytest.approx(float(bound.mean()), abs=0.3)  # same bound, AIS top log Z
+    assert approx.details["reverse_log_likelihood"] == pytest.approx(float(bound.mean()), abs=0.3)  # and RAISE's top
     _assert_sampling_stage_runs(result.run_dir)
 
 
 def _assert_sampling_stage_runs(run_dir: str) -> None:
-    """The sampling stage drives the family's own sampler: images of the data's shape with visible
-    probabilities p(v = 1 | h) in [0, 1] (the usual way Boltzmann samples are shown)."""
+    """The sampling stage drives the family's own sampler: images of the data's shape holding binary
+    draws of the visible units (scored like the binary test images)."""
     from pipeline.config import SampleConfig
     from pipeline.sampling import load_samples, sample
 
     out = sample(run_dir, SampleConfig(chains=6, steps=12, burn_in=4, thin=4, workers=0, chains_per_block=3))
     x = load_samples(run_dir)
-    assert x.shape == (6 * 2, 1, 8, 8) and np.all((x >= 0) & (x <= 1)) and x.std() > 0
+    assert x.shape == (6 * 2, 1, 8, 8) and set(np.unique(x).tolist()) <= {0.0, 1.0} and x.std() > 0
     assert out.path == str(Path(run_dir) / "samples")
 
 
@@ -87,6 +92,8 @@ def test_dbm_pretrains_then_trains_jointly_and_reports_ais(tmp_path):
     assert exact.method == "exact" and approx.method.startswith("ais")
     assert abs(approx.log_z - exact.log_z) < 0.2
     assert approx.log_likelihood <= exact.log_likelihood + 0.2  # bound − log Ẑ stays below the truth
+    assert approx.details["reverse_log_likelihood"] <= exact.log_likelihood + 0.2  # RAISE is conservative
+    assert (approx.details["forward_runs"], approx.details["reverse_runs"]) == (50, 50)
     _assert_sampling_stage_runs(result.run_dir)
 
 
@@ -99,3 +106,31 @@ def test_gaussian_rbm_trains_on_real_valued_digits(tmp_path):
     x = _test_x(trained).double()
     expected = float((-rbm.free_energy(x)).mean() - rbm.log_partition())
     assert out.log_likelihood == pytest.approx(expected, abs=1e-6)
+
+
+def test_centred_rbm_trains_and_reports_the_likelihood_of_its_plain_reparameterisation(tmp_path):
+    from models.rbm import CenteredRBM
+
+    _, trained, _ = _run(tmp_path, "rbm-digits", "model.centering=true", "model.n_hidden=16", "train.epochs=2",
+                         "data.limit=300")
+    rbm = trained.recipe.rbm
+    assert isinstance(rbm, CenteredRBM)
+    assert torch.allclose(rbm.mu, trained.recipe.data_mean) and float(rbm.lam.abs().sum()) > 0  # λ slid
+    x = _test_x(trained)[:100]
+    out = trained.recipe.likelihood(x)  # 16 hidden units: exact
+    assert out.method == "exact"
+    assert out.log_likelihood == pytest.approx(float(rbm.double().log_likelihood(x.double()).mean()), abs=1e-6)
+
+
+def test_centred_dbm_pretrains_plainly_then_trains_centred(tmp_path):
+    from models.dbm import CenteredDBM
+
+    _, trained, _ = _run(tmp_path, "dbm-digits", "model.hidden=[12, 8]", "model.pretrain_epochs=1", "train.epochs=3",
+                         "data.limit=300", "model.persistent_chains=20", "model.centering=true")
+    dbm = trained.recipe.dbm
+    assert isinstance(dbm, CenteredDBM) and all(float(dbm.offset(l).abs().sum()) > 0 for l in range(3))
+    x = _test_x(trained)[:40]
+    out = trained.recipe.likelihood(x)  # exact: h1 = 12 odd units
+    plain = dbm.uncentred().double()
+    expected = float(plain.log_unnormalized_visible(x.double()).mean() - plain.log_partition())
+    assert out.method == "exact" and out.log_likelihood == pytest.approx(expected, abs=1e-6)
