@@ -57,6 +57,14 @@ class ModelConfig(Section):
     family: str = "rbm"
     registry: ClassVar[dict[str, type[ModelConfig]]] = {}
 
+    def check_sample(self, sample: SampleConfig) -> str | None:
+        """Why this family cannot honour ``sample`` (one line naming key, value and fix), or None.
+        Families whose chains start one way only refuse ``sample.init``."""
+        if sample.init is not None:
+            return (f"sample.init={sample.init!r}: model.family={self.family} starts its chains one way only; "
+                    f"remove sample.init (it applies to deep EBMs: buffer | noise | data)")
+        return None
+
 
 def register_model_config(family: str):
     """Class decorator: make ``cls`` the model section for ``family``."""
@@ -103,6 +111,9 @@ class SampleConfig(Section):
     chains_per_block: int = Field(50, gt=0, description="chains that share one seeded random stream")
     seed: int = 0
     sampler: str | None = Field(None, description="sampler name; default: the family's own")
+    init: Literal["buffer", "noise", "data"] | None = Field(
+        None, description="where EBM chains start: replay buffer, uniform noise or training data; "
+        "default: as the run trained (its buffer when it had one)")
     diagnostics: bool = True
 
     @model_validator(mode="after")
@@ -174,6 +185,13 @@ class RunConfig(Section):
         if target is None:
             raise ValueError(_unknown("model.family", family, ModelConfig.registry))
         return target.model_validate(value)
+
+    @model_validator(mode="after")
+    def _family_samples(self) -> RunConfig:
+        problem = self.model.check_sample(self.sample)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @property
     def run_name(self) -> str:

@@ -122,10 +122,12 @@ def run_block(model: nn.Module, sampler: Sampler, block: Block, cfg: SampleConfi
                 x = sampler.to_data(model, state).float().cpu().numpy()
                 draws.append(x.reshape(block.n_chains, *data_shape))
     accepted = state.acceptance_rate()
+    steps = sampler.step_sizes(state) if hasattr(sampler, "step_sizes") else None  # MALA/HMC: adapted
     path = block_path(out_dir, block.index)
     with artifacts.atomic_path(path) as tmp, tmp.open("wb") as f:
         np.savez(f, x=np.stack(draws, axis=1), energy=energy,  # x: (chains, draws, *data_shape)
-                 acceptance=accepted.cpu().numpy() if accepted is not None else np.array([]))
+                 acceptance=accepted.cpu().numpy() if accepted is not None else np.array([]),
+                 step_size=steps.cpu().numpy() if steps is not None else np.array([]))
     return str(path)
 
 
@@ -137,6 +139,7 @@ def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: s
     This is the stage without a run directory: any model with a sampler, any output directory.
     """
     validate(cfg)
+    sampler = sampler.adapt_during(cfg.burn_in)  # MALA/HMC tune their step in burn-in only
     started = time.perf_counter()
     out_dir = Path(out_dir)
     _clear(out_dir)
@@ -168,6 +171,7 @@ def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: s
     artifacts.write_json(out_dir / MANIFEST, {
         "chains": cfg.chains, "steps": cfg.steps, "burn_in": cfg.burn_in, "thin": cfg.thin, "seed": cfg.seed,
         "sampler": getattr(sampler, "name", type(sampler).__name__), "blocks": len(blocks),
+        "init": getattr(sampler, "init_kind", None),
         "chains_per_block": cfg.chains_per_block, "workers": cfg.workers, "shape": list(shape),
         "device": _device(cfg), "draws_per_chain": n_draws, "seconds": seconds,
         "chain_steps_per_sec": total / max(seconds, 1e-9)})
@@ -222,16 +226,20 @@ def _bounded(submit: Sequence[Callable[[], Any]], limit: int, on_done: Callable[
 
 def _diagnostics(out_dir: Path, blocks: list[Block], cfg: SampleConfig) -> dict[str, Any]:
     """R-hat/ESS of the post-burn-in energy traces of all chains together, plus acceptance rates."""
-    traces, accept = [], []
+    traces, accept, steps = [], [], []
     for b in blocks:
         with np.load(block_path(out_dir, b.index)) as f:
             traces.append(f["energy"][:, cfg.burn_in:])
             accept.append(f["acceptance"])
+            steps.append(f["step_size"] if "step_size" in f else np.array([]))
     trace = np.concatenate(traces)
     out: dict[str, Any] = {"energy": diagnostics.summarize(trace) if trace.shape[1] >= 4 else {}}
     acc = np.concatenate(accept)
     if acc.size:
         out["acceptance_rate"] = {"mean": float(acc.mean()), "min": float(acc.min()), "max": float(acc.max())}
+    step = np.concatenate(steps)
+    if step.size:  # the step each chain kept after burn-in adaptation
+        out["step_size"] = {"mean": float(step.mean()), "min": float(step.min()), "max": float(step.max())}
     artifacts.write_json(out_dir / DIAGNOSTICS, out)
     return out
 
@@ -242,15 +250,38 @@ def sample(run_dir: str | Path, cfg: SampleConfig | None = None, progress: Progr
 
     trained = load_trained(run_dir)
     cfg = cfg or trained.cfg.sample
-    model, sampler = trained.recipe.sampler(cfg.sampler)
+    model, sampler = family_sampler(trained, cfg)
     return run_chains(model, sampler, cfg, Path(run_dir) / "samples", trained.recipe.data.shape, progress,
                       trained.cfg.resources.ray_address)
 
 
-def load_samples(run_dir: str | Path, limit: int | None = None) -> np.ndarray:
+def family_sampler(trained, cfg: SampleConfig) -> tuple[nn.Module, Sampler]:
+    """The recipe's sampler for ``cfg``: ``sample.init`` (deep EBMs only, checked against the family)
+    picks where chains start; ``init=data`` passes up to 10,000 training points, drawn by ``cfg.seed``."""
+    problem = trained.cfg.model.check_sample(cfg)
+    if problem:
+        raise UserError(problem)
+    if cfg.init is None:
+        return trained.recipe.sampler(cfg.sampler)
+    data = _data_pool(trained, cfg.seed) if cfg.init == "data" else None
+    return trained.recipe.sampler(cfg.sampler, init=cfg.init, data=data)
+
+
+def _data_pool(trained, seed: int, limit: int = 10_000) -> Tensor:
+    from pipeline.data import open_split
+
+    if trained.data is None:
+        raise UserError("sample.init=data: the run records no prepared data (data.json); use buffer or noise")
+    x, _ = open_split(trained.data.path, "train")
+    rows = np.sort(np.random.default_rng(seed).permutation(len(x))[:limit])
+    return torch.from_numpy(np.array(x[rows], dtype=np.float32))
+
+
+def load_samples(run_dir: str | Path, limit: int | None = None, draw: int | None = None) -> np.ndarray:
     """(N, *shape) samples: the last draw of every chain first, then earlier draws, up to ``limit``.
 
-    Only the draws needed for ``limit`` are kept while reading the blocks.
+    With ``draw`` (an index into the kept draws, e.g. 0 for the first, −1 for the last) only that
+    draw of every chain. Only the draws needed are kept while reading the blocks.
     """
     out_dir = Path(run_dir) / "samples"
     if not (out_dir / MANIFEST).exists():
@@ -262,7 +293,13 @@ def load_samples(run_dir: str | Path, limit: int | None = None) -> np.ndarray:
     xs = []
     for b in range(manifest["blocks"]):
         with np.load(block_path(out_dir, b)) as f:
-            xs.append(f["x"][:, -keep:].copy())  # not a view: the full block is freed
+            if draw is not None:
+                xs.append(f["x"][:, draw].copy())
+            else:
+                xs.append(f["x"][:, -keep:].copy())  # not a view: the full block is freed
+    if draw is not None:
+        x = np.concatenate(xs)
+        return x[:limit] if limit else x
     x = np.concatenate(xs)  # (chains, draws, *shape)
     ordered = np.concatenate([x[:, d] for d in range(x.shape[1] - 1, -1, -1)])
     return ordered[:limit] if limit else ordered

@@ -14,9 +14,10 @@ from torch import Tensor, nn
 from models.ebm import build_energy
 from models.replay_buffer import ReplayBuffer
 from models.samplers.base import Sampler
+from models.samplers.hmc import HMCSampler
 from models.samplers.langevin import LangevinSampler, MALASampler
-from pipeline.config import ModelConfig, register_model_config
-from pipeline.errors import TrainingDiverged
+from pipeline.config import ModelConfig, SampleConfig, register_model_config
+from pipeline.errors import ConfigError, TrainingDiverged
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
 
@@ -40,6 +41,23 @@ class EBMConfig(ModelConfig):
     max_energy_magnitude: float = Field(1e4, gt=0, description="divergence guard threshold on |E|")
     guard_max_restarts: int = Field(3, ge=0)
     guard_lr_factor: float = Field(0.5, gt=0, lt=1)
+    mcmc_step_size: float = Field(1e-3, gt=0, description="initial step of the mala/hmc samplers (adapted "
+                                  "during sample.burn_in; not the training step_size)")
+    mala_target_accept: float = Field(0.574, gt=0, lt=1)
+    hmc_target_accept: float = Field(0.65, gt=0, lt=1)
+    hmc_leapfrog_steps: int = Field(10, gt=0)
+
+    def check_sample(self, sample: SampleConfig) -> str | None:
+        if sample.init == "buffer" and not self.buffer_size:
+            return ("sample.init='buffer': this model has no replay buffer (model.buffer_size=0, short-run "
+                    "training from noise); use sample.init=noise or data")
+        if sample.sampler not in SAMPLERS:
+            return f"sample.sampler={sample.sampler!r} is not a sampler of the ebm family; use one of {SAMPLER_NAMES}"
+        return None
+
+
+SAMPLERS = (None, "langevin", "long-run", "mala", "hmc")
+SAMPLER_NAMES = "langevin, long-run, mala, hmc (or null)"
 
 
 @register_recipe
@@ -62,13 +80,13 @@ class EBMRecipe(EnergyRecipe):
         self.gen.manual_seed(self.cfg.train.seed * 1000 + rank)
         self.base_lrs = [g["lr"] for opt in self.optimizers.values() for g in opt.param_groups]
 
-    def langevin(self) -> LangevinSampler:
+    def langevin(self, starts: Tensor | None = None, init: str = "noise") -> LangevinSampler:
         m = self.mcfg
         lo, hi = self.data.value_range
         bounded = len(self.data.shape) == 3
         return LangevinSampler(tuple(self.data.shape), m.step_size, m.noise_std,
                                clamp=(lo, hi) if bounded else None, init_range=(lo, hi),
-                               grad_clip=m.langevin_grad_clip)
+                               grad_clip=m.langevin_grad_clip, starts=starts, init_kind=init)
 
     def positive(self, batch: Batch) -> Tensor:
         x = batch.x
@@ -127,15 +145,44 @@ class EBMRecipe(EnergyRecipe):
             out["energy_buffer"] = model(self.buffer.data[:len(test_x)].to(test_x.device)).mean().item()
         return out
 
-    def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
+    def default_init(self) -> str:
+        """How training started its chains: from the replay buffer when it had one, else from noise."""
+        return "buffer" if self.buffer is not None else "noise"
+
+    def sampler(self, name: str | None = None, init: str | None = None,
+                data: Tensor | None = None) -> tuple[nn.Module, Sampler]:
         """``None``/"langevin": the training chains' dynamics; "long-run": the same dynamics meant
         for many more steps (a diagnostic: short-run chains can look good while E is wrong);
-        "mala": Metropolis-adjusted proposals with σ = √(2s)."""
+        "mala"/"hmc": Metropolis-adjusted samplers with their own step, adapted during burn-in.
+
+        Chains start per ``init`` (default :meth:`default_init`): rows of the replay buffer written by
+        training, uniform noise on the data range, or rows of ``data`` (training points)."""
+        init = init or self.default_init()
         model = self.modules["model"].eval()
+        starts = self._starts(init, data)
+        m, shape, (lo, hi) = self.mcfg, tuple(self.data.shape), self.data.value_range
         if name == "mala":
-            lo, hi = self.data.value_range
-            return model, MALASampler(tuple(self.data.shape), self.mcfg.step_size, (lo, hi))
-        return model, self.langevin()
+            return model, MALASampler(shape, m.mcmc_step_size, (lo, hi), m.mala_target_accept, 0, starts, init)
+        if name == "hmc":
+            return model, HMCSampler(shape, m.mcmc_step_size, m.hmc_leapfrog_steps, (lo, hi), m.hmc_target_accept,
+                                     0, starts, init)
+        if name not in SAMPLERS:
+            raise ConfigError(f"sample.sampler={name!r} is not a sampler of the ebm family; use one of {SAMPLER_NAMES}")
+        return model, self.langevin(starts, init)
+
+    def _starts(self, init: str, data: Tensor | None) -> Tensor | None:
+        if init == "noise":
+            return None
+        if init == "buffer":
+            if self.buffer is None:
+                raise ConfigError("sample.init='buffer': this model has no replay buffer (model.buffer_size=0); "
+                                  "use sample.init=noise or data")
+            return self.buffer.filled()
+        if init == "data":
+            if data is None or len(data) == 0:
+                raise ConfigError("sample.init='data' needs training points; the sampling stage passes them")
+            return data.reshape(len(data), *self.data.shape).float()
+        raise ConfigError(f"sample.init={init!r} is not one of buffer, noise, data")
 
     def state_dict(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state_dict() if self.buffer is not None else None,
