@@ -8,6 +8,12 @@ transition that leaves p_{β_k} invariant (Metropolis–Hastings corrected); E[w
 log mean(w) is a stochastic lower bound on log Z (Jensen). A reverse run starts from exact draws
 of p and anneals β from 1 to 0: E[w_rev] = 1/Z, so −log mean(w_rev) is a stochastic upper bound.
 
+With a ``support`` (the quadrature box of a 2-D energy) the targets are restricted to it
+(E = +∞ outside): runs then estimate the same Z_B as the grid, and a run whose base draw falls
+outside gets weight 0, which keeps E[w] = Z_B. Without one the integral is over all of R^D, so
+exp(−E) must be integrable there — an image EBM trained on [−1, 1]^D is not told what to do
+outside, and its log Ẑ includes whatever mass it puts there.
+
 The MALA step of each β is fixed before the runs by a pilot (Robbins–Monro on log h towards
 acceptance 0.574 along the path, on separate chains): steps tuned on the runs' own history would
 make the kernels depend on the past and the weights lose their unbiasedness.
@@ -26,6 +32,7 @@ from models.samplers.adaptation import accept_probability
 from models.samplers.langevin import MALASampler, _per_chain, energy_and_grad
 
 Start = Callable[[int, torch.Generator | None], Tensor]
+Support = Callable[[Tensor], Tensor]  # x (n, ...) -> (n,) bool: inside the target's support
 
 
 @dataclass(frozen=True)
@@ -61,17 +68,20 @@ def linear_betas(n: int) -> Tensor:
 class _Path:
     """U_β(x) = β E(x) − (1 − β) log q₀(x) and its gradient, keeping E and log q₀ for the weights."""
 
-    def __init__(self, model: nn.Module, base: GaussianBase):
-        self.model, self.base = model, base
+    def __init__(self, model: nn.Module, base: GaussianBase, support: Support | None = None):
+        self.model, self.base, self.support = model, base, support
         self.dtype = next(model.parameters()).dtype
 
     def at(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         e, g = energy_and_grad(self.model, x)
-        return e.double(), self.base.log_prob(x), g, self.base.grad_log_prob(x)
+        e = e.double()
+        if self.support is not None:
+            e = torch.where(self.support(x), e, torch.full_like(e, math.inf))
+        return e, self.base.log_prob(x), g, self.base.grad_log_prob(x)
 
     @staticmethod
     def u(beta: float, e: Tensor, lq: Tensor) -> Tensor:
-        return beta * e - (1 - beta) * lq
+        return (beta * e if beta > 0 else 0.0) - (1 - beta) * lq
 
 
 def _mala(path: _Path, beta: float, x: Tensor, cur: tuple, h: float, gen: torch.Generator | None):
@@ -94,17 +104,17 @@ def _mala(path: _Path, beta: float, x: Tensor, cur: tuple, h: float, gen: torch.
 
 @torch.no_grad()
 def anneal(model: nn.Module, base: GaussianBase, x: Tensor, betas: Tensor, steps: Tensor,
-           generator: torch.Generator | None = None) -> Tensor:
+           generator: torch.Generator | None = None, support: Support | None = None) -> Tensor:
     """Raw log-weights (float64, (n,)) of runs from states x along ``betas`` (increasing: forward
     from q₀ draws; decreasing: reverse from exact draws of p), one MALA transition of step
     ``steps[k]`` at each intermediate β_k."""
-    path = _Path(model, base)
+    path = _Path(model, base, support)
     x = x.to(path.dtype)
     cur = path.at(x)
     log_w = torch.zeros(x.shape[0], dtype=torch.float64)
     for k in range(1, len(betas)):
         lo, hi = float(betas[k - 1]), float(betas[k])
-        log_w += (hi - lo) * (-cur[0] - cur[1])
+        log_w += (hi - lo) * (-cur[0] - cur[1])  # −∞ once a run has left the support: weight 0
         if k < len(betas) - 1:
             x, cur, _ = _mala(path, hi, x, cur, float(steps[k]), generator)
     return log_w
@@ -112,10 +122,11 @@ def anneal(model: nn.Module, base: GaussianBase, x: Tensor, betas: Tensor, steps
 
 @torch.no_grad()
 def pilot_steps(model: nn.Module, base: GaussianBase, betas: Tensor, n: int = 16, h0: float = 1e-2,
-                target: float = 0.574, gain: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
+                target: float = 0.574, gain: float = 0.5, generator: torch.Generator | None = None,
+                support: Support | None = None) -> Tensor:
     """MALA steps per β (len(betas),) from a pilot forward run of ``n`` chains: log h follows
     log h += gain·(mean acceptance − target) after every transition."""
-    path = _Path(model, base)
+    path = _Path(model, base, support)
     x = base.sample(n, generator).to(path.dtype)
     cur = path.at(x)
     log_h, out = math.log(h0), torch.empty(len(betas), dtype=torch.float64)
@@ -128,8 +139,8 @@ def pilot_steps(model: nn.Module, base: GaussianBase, betas: Tensor, n: int = 16
 
 
 def ais_run(model: nn.Module, n: int, generator: torch.Generator | None, *, base: GaussianBase, betas: Tensor,
-            steps: Tensor, start: Start | None = None) -> Tensor:
+            steps: Tensor, start: Start | None = None, support: Support | None = None) -> Tensor:
     """The per-block run function for ``pipeline.sampling.parallel_ais``: forward runs from q₀, or
     reverse runs (``betas`` decreasing) from ``start(n, generator)`` draws of p."""
     x = start(n, generator) if start is not None else base.sample(n, generator)
-    return anneal(model, base, x, betas, steps, generator)
+    return anneal(model, base, x, betas, steps, generator, support)

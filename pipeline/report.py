@@ -31,6 +31,9 @@ def build_report(run_dir: str | Path) -> Report:
     samples = _samples(run_dir)
     if samples is not None:
         figures["samples"] = _save(_sample_figure(samples), out / "samples.png")
+    density = run_dir / "eval" / "density.npz"
+    if density.exists():  # 2-D energies: the exactly normalised density beside the samples
+        figures["density"] = _save(_density_figure(density, samples), out / "density.png")
     epochs = artifacts.read_jsonl(run_dir / "metrics.jsonl")
     if epochs:
         figures["curves"] = _save(_curves_figure(epochs), out / "curves.png")
@@ -76,6 +79,26 @@ def _sample_figure(x: np.ndarray):
             img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    return fig
+
+
+def _density_figure(path: Path, samples: np.ndarray | None):
+    """Samples (left) beside the model density exp(−E)/Z on the evaluation grid (right, log scale)."""
+    with np.load(path) as f:
+        xs, ys, log_p = f["xs"], f["ys"], f["log_p"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 4))
+    extent = (xs[0], xs[-1], ys[0], ys[-1])
+    if samples is not None and samples.ndim == 2 and samples.shape[1] == 2:
+        left.scatter(samples[:, 0], samples[:, 1], s=4, alpha=0.6)
+    left.set_title("samples", fontsize=9)
+    left.set_xlim(extent[:2])
+    left.set_ylim(extent[2:])
+    im = right.imshow(np.maximum(log_p, log_p.max() - 20), origin="lower", extent=extent, cmap="viridis")
+    right.set_title("log p_model (grid quadrature)", fontsize=9)
+    fig.colorbar(im, ax=right, fraction=0.046)
+    for ax in (left, right):
+        ax.set_aspect("equal")
+    fig.tight_layout()
     return fig
 
 
@@ -163,8 +186,15 @@ def _extra_note(r: dict[str, Any]) -> str:
     extra = r.get("extra") or {}
     if "std" in extra:
         return f"± {extra['std']:.3g}"
+    if "log_z_reverse" in extra:
+        return (f"log Ẑ {extra['log_z']:.3f} (forward) ≤ {extra['log_z_reverse']:.3f} (reverse); "
+                f"grid {extra['log_z_grid']:.3f}")
+    if "quadrature_error" in extra:
+        return f"log Z {extra['log_z']:.3f} ± {extra['quadrature_error']:.1e} (grid)"
     if "log_likelihood_lower" in extra:
         return f"bounds [{extra['log_likelihood_lower']:.2f}, {extra['log_likelihood_upper']:.2f}], log Ẑ {extra['log_z']:.2f}"
     if "log_z" in extra:
         return f"log Z {extra['log_z']:.2f}"
+    if "sample_init" in extra:
+        return f"{extra['sampler']} chains from {extra['sample_init']}, {extra.get('chain_steps', '?')} steps"
     return extra.get("meaning", "")

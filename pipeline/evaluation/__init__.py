@@ -38,13 +38,24 @@ def evaluate(run_dir: str | Path, cfg: EvaluateConfig | None = None, samples: np
     trained = load_trained(run_dir)
     cfg = cfg or trained.cfg.evaluate
     shape = tuple(trained.recipe.data.shape)
+    origin: dict[str, Any] = {}
+    long_run = None
     if samples is None:
-        samples = _samples(run_dir, trained, cfg)
+        samples, long_run, origin = _samples(run_dir, trained, cfg)
     results: list[MetricResult] = []
     if len(shape) == 1:
         results += _toy_metrics(trained, samples)
+        results += _toy_density(run_dir, trained)
     else:
         results += _quality_metrics(trained, cfg, samples)
+        if long_run is not None:  # the same chains run on: does the learned energy hold up?
+            long_rows = [_renamed(r, "_long_run") for r in _quality_metrics(trained, cfg, long_run)
+                         if r.metric != "fid_real_train_vs_test"]
+            for r in long_rows:
+                r.extra["chain_steps"] = origin["long_run_steps"]
+            results += long_rows
+    for r in results:  # every sample-based row says which sampler and start produced it
+        r.extra.update({k: v for k, v in origin.items() if k not in r.extra})
     if cfg.likelihood != "none" and hasattr(trained.recipe, "likelihood"):
         results.append(_likelihood(trained, cfg))
     path = artifacts.write_json(run_dir / RESULT_FILE, {
@@ -53,19 +64,44 @@ def evaluate(run_dir: str | Path, cfg: EvaluateConfig | None = None, samples: np
     return EvalResult(str(path), [r.as_dict() for r in results])
 
 
-def _samples(run_dir: Path, trained, cfg: EvaluateConfig) -> np.ndarray:
-    """The sampling stage's output when present, else a fresh draw from the model's sampler."""
-    from pipeline.sampling import load_samples
+def _samples(run_dir: Path, trained, cfg: EvaluateConfig) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """(samples, long-run samples or None, where they came from).
 
-    if (run_dir / "samples" / "manifest.json").exists():
-        return load_samples(run_dir, cfg.num_samples)
-    model, sampler = trained.recipe.sampler()
+    The sampling stage's output when present, else a fresh draw from the model's sampler. Chains
+    that record a start (deep EBMs: ``sample.init``) with two or more kept draws are scored twice:
+    the first kept draw (burn_in + 1 transitions from the start: short-run, as training ran them)
+    and the last (the long-run row).
+    """
+    from pipeline.sampling import family_sampler, load_samples
+
+    manifest_path = run_dir / "samples" / "manifest.json"
+    if manifest_path.exists():
+        m = artifacts.read_json(manifest_path)
+        init = m.get("init")
+        origin = {"sampler": m["sampler"], **({"sample_init": init} if init else {})}
+        if init and m["draws_per_chain"] >= 2:
+            last = m["burn_in"] + 1 + (m["draws_per_chain"] - 1) * m["thin"]
+            short = load_samples(run_dir, cfg.num_samples, draw=0)
+            long = load_samples(run_dir, cfg.num_samples, draw=-1)
+            return short, long, {**origin, "chain_steps": m["burn_in"] + 1, "long_run_steps": last}
+        return load_samples(run_dir, cfg.num_samples), None, origin
+    scfg = trained.cfg.sample
+    model, sampler = family_sampler(trained, scfg)
+    sampler = sampler.adapt_during(scfg.burn_in)
     gen = torch.Generator().manual_seed(cfg.seed)
     with torch.no_grad():
         state = sampler.init(model, cfg.num_samples, gen)
-        state = sampler.step(model, state, trained.cfg.sample.steps, gen)
+        state = sampler.step(model, state, scfg.steps, gen)
         x = sampler.to_data(model, state)
-    return x.reshape(cfg.num_samples, *trained.recipe.data.shape).numpy()
+    init = getattr(sampler, "init_kind", None)
+    origin = {"sampler": getattr(sampler, "name", type(sampler).__name__), "chain_steps": scfg.steps,
+              **({"sample_init": init} if init else {})}
+    return x.reshape(cfg.num_samples, *trained.recipe.data.shape).numpy(), None, origin
+
+
+def _renamed(r: MetricResult, suffix: str) -> MetricResult:
+    r.metric += suffix
+    return r
 
 
 def _quality_metrics(trained, cfg: EvaluateConfig, samples: np.ndarray) -> list[MetricResult]:
@@ -145,3 +181,29 @@ def _toy_metrics(trained, samples: np.ndarray) -> list[MetricResult]:
     m = mode_metrics(torch.as_tensor(samples[:2500]).float(), source.split(":", 1)[1])
     return [MetricResult(k, float(v), "mixture modes", min(len(samples), 2500),
                          seconds=time.perf_counter() - started) for k, v in m.items()]
+
+
+DENSITY_FILE = Path("eval") / "density.npz"
+
+
+def _toy_density(run_dir: Path, trained) -> list[MetricResult]:
+    """For 2-D energies: KL(p_data ‖ p_model) with the grid's exact log Z, and the density on the grid
+    (``eval/density.npz``, at most 256×256 cells) for the report's heat-map."""
+    recipe, source = trained.recipe, trained.cfg.data.source
+    if not hasattr(recipe, "density_grid"):
+        return []
+    from models.quadrature import kl_data_model
+
+    started = time.perf_counter()
+    grid = recipe.density_grid()
+    stride = max(1, len(grid.xs) // 256)
+    with artifacts.atomic_path(run_dir / DENSITY_FILE) as tmp, tmp.open("wb") as f:
+        np.savez(f, xs=grid.xs[::stride].numpy(), ys=grid.ys[::stride].numpy(),
+                 log_p=grid.log_p[::stride, ::stride].numpy(), log_z=grid.log_z)
+    if not source.startswith("toy:"):
+        return []
+    kl = kl_data_model(source.split(":", 1)[1], recipe.modules["model"].eval(), grid)
+    label = f"grid quadrature ({len(grid.xs)}×{len(grid.ys)}) + Gauss–Hermite"
+    return [MetricResult("kl_data_model", kl, label, 0, seconds=time.perf_counter() - started,
+                         extra={"log_z": grid.log_z, "quadrature_error": grid.quadrature_error,
+                                "meaning": "KL(p_data ‖ p_model), exact up to quadrature"})]

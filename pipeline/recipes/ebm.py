@@ -4,6 +4,7 @@ divergence guard that the engine drives (restore the last good checkpoint, resee
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Literal
 
@@ -11,7 +12,10 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from models.ais import combine_log_weights
 from models.ebm import build_energy
+from models.ebm_ais import GaussianBase, ais_run, linear_betas, pilot_steps
+from models.quadrature import Box, GridDensity, grid_density, log_likelihood
 from models.replay_buffer import ReplayBuffer
 from models.samplers.base import Sampler
 from models.samplers.hmc import HMCSampler
@@ -20,6 +24,7 @@ from pipeline.config import ModelConfig, SampleConfig, register_model_config
 from pipeline.errors import ConfigError, TrainingDiverged
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
+from pipeline.recipes.likelihood import AISRunner, ais_report, in_process_runner
 
 
 @register_model_config("ebm")
@@ -46,6 +51,9 @@ class EBMConfig(ModelConfig):
     mala_target_accept: float = Field(0.574, gt=0, lt=1)
     hmc_target_accept: float = Field(0.65, gt=0, lt=1)
     hmc_leapfrog_steps: int = Field(10, gt=0)
+    grid_points: int = Field(512, ge=4, multiple_of=2, description="2-D energies: n×n quadrature grid for "
+                             "exact log Z, log-likelihood and KL")
+    ais_betas: int = Field(500, ge=2, description="βs of EBM AIS when evaluate.ais_schedule is not linear:N")
 
     def check_sample(self, sample: SampleConfig) -> str | None:
         if sample.init == "buffer" and not self.buffer_size:
@@ -184,6 +192,61 @@ class EBMRecipe(EnergyRecipe):
             return data.reshape(len(data), *self.data.shape).float()
         raise ConfigError(f"sample.init={init!r} is not one of buffer, noise, data")
 
+    # ------------------------------------------------------------------ likelihoods
+    def density_grid(self) -> GridDensity:
+        """exp(−E)/Z on an n×n grid over the data range grown by 25% per side (2-D data only)."""
+        if tuple(self.data.shape) != (2,):
+            raise ValueError(f"density_grid needs 2-D data, got shape {tuple(self.data.shape)}")
+        if getattr(self, "_grid", None) is None:
+            self._grid = grid_density(self.modules["model"].eval(), Box.covering(*self.data.value_range),
+                                      self.mcfg.grid_points)
+        return self._grid
+
+    @torch.no_grad()
+    def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
+                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> dict[str, Any]:
+        """Mean test log-likelihood: exact by grid quadrature for 2-D energies (``auto``/``exact``),
+        else AIS from a Gaussian fitted to the test points (any normalised base keeps E[w] = Z)."""
+        x = test_x.reshape(len(test_x), *self.data.shape).float()
+        two_d = tuple(self.data.shape) == (2,)
+        if two_d and method in ("auto", "exact"):
+            return self._grid_likelihood(x)
+        if method == "exact":
+            return {"method": "exact", "log_likelihood": None, "test_examples": len(x),
+                    "reason": "exact log Z needs a 2-D energy (grid quadrature); use evaluate.likelihood=ais"}
+        return self._ais_likelihood(x, ais_runs, schedule, ais_runner)
+
+    def _grid_likelihood(self, x: Tensor) -> dict[str, Any]:
+        grid = self.density_grid()
+        ll = log_likelihood(self.modules["model"].eval(), x, grid)
+        b = grid.box
+        return {"method": f"grid quadrature ({len(grid.xs)}×{len(grid.ys)})", "log_likelihood": float(ll.mean()),
+                "log_z": grid.log_z, "quadrature_error": grid.quadrature_error, "test_examples": len(x),
+                "outside_box": int((~b.contains(x)).sum()), "box": [b.x0, b.x1, b.y0, b.y1]}
+
+    def _ais_likelihood(self, x: Tensor, runs: int, schedule: str, runner: AISRunner | None) -> dict[str, Any]:
+        model = self.modules["model"].eval()
+        n_betas = int(schedule.split(":", 1)[1]) if schedule.startswith("linear:") else self.mcfg.ais_betas
+        betas = linear_betas(n_betas)
+        base = GaussianBase.fit(x)
+        two_d = tuple(self.data.shape) == (2,)
+        support = self.density_grid().box.contains if two_d else None  # 2-D: the grid's Z_B
+        steps = pilot_steps(model, base, betas, h0=self.mcfg.mcmc_step_size, support=support,
+                            generator=torch.Generator().manual_seed(self.cfg.evaluate.seed))
+        run = functools.partial(ais_run, base=base, betas=betas, steps=steps, support=support)
+        res = combine_log_weights((runner or in_process_runner(self.cfg.evaluate.seed))(model, run, runs), 0.0)
+        out = ais_report(float((-model(x).double()).mean()), res, n_betas)
+        out["method"] = "ais (Gaussian base, MALA transitions)"
+        if two_d:  # exact draws exist: the reverse bound and the grid beside
+            grid = self.density_grid()
+            rev = functools.partial(ais_run, base=base, betas=betas.flip(0), steps=steps.flip(0),
+                                    start=_grid_start(grid), support=support)
+            log_w = (runner or in_process_runner(self.cfg.evaluate.seed + 1))(model, rev, runs)
+            out["log_z_reverse"] = -combine_log_weights(log_w, 0.0).log_z
+            out["log_likelihood_reverse"] = out["log_likelihood"] + out["log_z"] - out["log_z_reverse"]
+            out["log_z_grid"] = grid.log_z
+        return out
+
     def state_dict(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state_dict() if self.buffer is not None else None,
                 "gen": self.gen.get_state()}
@@ -193,3 +256,12 @@ class EBMRecipe(EnergyRecipe):
             self.buffer.load_state_dict(state["buffer"])
         if state.get("gen") is not None:
             self.gen.set_state(state["gen"])
+
+
+def _grid_start(grid: GridDensity):
+    """Exact draws of the grid density as a ``start(n, generator)`` for reverse AIS runs."""
+    return functools.partial(_grid_draws, grid)
+
+
+def _grid_draws(grid: GridDensity, n: int, generator: torch.Generator | None) -> Tensor:
+    return grid.sample(n, generator).float()
