@@ -113,3 +113,23 @@ def test_ebm_ais_agrees_with_the_grid_on_the_trained_toy(ring_run):
     grid = out["log_z_grid"]
     assert out["log_z"] < grid + 0.1 and out["log_z_reverse"] > grid - 0.1
     assert abs(out["log_z"] - grid) < 0.5 and abs(out["log_z_reverse"] - grid) < 0.5
+
+
+def test_evaluation_scores_the_first_draw_as_short_run_and_the_last_as_long_run(tmp_path):
+    from models.ebm import ConvEnergy
+    from models.samplers.langevin import LangevinSampler
+    from pipeline.config import EvaluateConfig
+    from pipeline.evaluation import _samples
+    from pipeline.sampling import run_chains
+
+    torch.manual_seed(0)
+    model = ConvEnergy(1, 4)
+    pool = torch.rand(30, 1, 8, 8) * 2 - 1
+    sampler = LangevinSampler((1, 8, 8), 1.0, 0.01, clamp=(-1, 1), starts=pool, init_kind="buffer")
+    cfg = SampleConfig(chains=6, steps=9, burn_in=2, thin=3, chains_per_block=3, workers=0)  # draws at 2, 5, 8
+    run_chains(model, sampler, cfg, tmp_path / "samples", (1, 8, 8))
+    short, long, origin = _samples(tmp_path, None, EvaluateConfig(num_samples=5))
+    blocks = [np.load(tmp_path / "samples" / f"block-0000{b}.npz")["x"] for b in (0, 1)]
+    x = np.concatenate(blocks)  # (chains, draws, 1, 8, 8)
+    assert np.array_equal(short, x[:5, 0]) and np.array_equal(long, x[:5, -1])
+    assert origin == {"sampler": "langevin", "sample_init": "buffer", "chain_steps": 3, "long_run_steps": 9}
