@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pipeline.data import PreparedData
 
 RESULT_FILE = Path("eval") / "metrics.json"
+FLOOR = "fid_real_train_vs_test"
 
 
 @dataclass
@@ -42,20 +43,22 @@ def evaluate(run_dir: str | Path, cfg: EvaluateConfig | None = None, samples: np
     long_run = None
     if samples is None:
         samples, long_run, origin = _samples(run_dir, trained, cfg)
-    results: list[MetricResult] = []
+    model_rows: list[MetricResult] = []
     if len(shape) == 1:
-        results += _toy_metrics(trained, samples)
-        results += _toy_density(run_dir, trained)
+        sample_rows = _toy_metrics(trained, samples)
+        model_rows = _toy_density(run_dir, trained)
     else:
-        results += _quality_metrics(trained, cfg, samples)
+        sample_rows = _quality_metrics(trained, cfg, samples)
         if long_run is not None:  # the same chains run on: does the learned energy hold up?
             long_rows = [_renamed(r, "_long_run") for r in _quality_metrics(trained, cfg, long_run)
-                         if r.metric != "fid_real_train_vs_test"]
+                         if r.metric != FLOOR]
             for r in long_rows:
                 r.extra["chain_steps"] = origin["long_run_steps"]
-            results += long_rows
-    for r in results:  # every sample-based row says which sampler and start produced it
-        r.extra.update({k: v for k, v in origin.items() if k not in r.extra})
+            sample_rows += long_rows
+    for r in sample_rows:  # every sample-based row says which sampler and start produced it
+        if r.metric != FLOOR:
+            r.extra.update({k: v for k, v in origin.items() if k not in r.extra})
+    results = sample_rows + model_rows
     if cfg.likelihood != "none" and hasattr(trained.recipe, "likelihood"):
         results.append(_likelihood(trained, cfg))
     path = artifacts.write_json(run_dir / RESULT_FILE, {
