@@ -70,7 +70,7 @@ def _run(sampler, model, n, steps, seed=0, scale=3.0):
 
 @pytest.mark.parametrize("kind", list(SAMPLERS))
 def test_adapted_sampler_has_the_gaussian_moments_and_target_acceptance(kind):
-    n, adapt, kept = 1500, 200, 150
+    n, adapt, kept = 1000, 150, 100
     sampler = SAMPLERS[kind]((2,), 0.5, adapt)  # a deliberately poor starting step
     state = _run(sampler, Gaussian(), n, adapt + kept)
     x = state.visible.numpy()
@@ -88,8 +88,8 @@ def test_adapted_sampler_has_the_gaussian_moments_and_target_acceptance(kind):
 
 @pytest.mark.parametrize("kind", list(SAMPLERS))
 def test_adapted_sampler_is_exact_on_a_double_well(kind):
-    n = 3000
-    state = _run(SAMPLERS[kind]((1,), 0.01, 100), DoubleWell(), n, 250, scale=4.0)
+    n = 2000
+    state = _run(SAMPLERS[kind]((1,), 0.01, 100), DoubleWell(), n, 200, scale=4.0)
     x = state.visible[:, 0].numpy()
     assert abs((x > 0).mean() - 0.5) < 5 * np.sqrt(0.25 / n)  # symmetric starts, negligible hopping
     # no discretisation allowance: the MH correction makes the within-mode law exact
