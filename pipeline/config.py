@@ -3,9 +3,11 @@
 Sections follow the five stages (data, model, train, sample, evaluate) plus ``resources`` and
 ``output``: scaling a run from a laptop to a cluster changes only ``resources`` and ``output``.
 The ``model`` section is family specific: each recipe registers a ``ModelConfig`` subclass with
-:func:`register_model_config`, and validation dispatches on ``model.family``.
+:func:`register_model_config`, and validation dispatches on ``model.family``; the JSON schema (the
+Prefect UI's form) is a union over the registered families discriminated by ``family``.
 Unknown keys and wrong types raise :class:`ConfigError` naming the key, the value and the nearest
-valid name.
+valid name. Names that registries define (samplers of the family, metrics, feature extractors, AIS
+schedules) are checked here too, so nothing that can be checked before training fails after it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator,
+from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, TypeAdapter, ValidationError, field_validator,
                       model_validator)
 
 from pipeline.errors import ConfigError
@@ -66,14 +68,31 @@ class ModelConfig(Section):
         return None
 
 
-def register_model_config(family: str):
-    """Class decorator: make ``cls`` the model section for ``family``."""
+def family_of(cls: type[ModelConfig]) -> str:
+    """The family a model section declares in its ``family: Literal["name"]`` field (the one place
+    a family's name is spelled)."""
+    names = get_args(cls.model_fields["family"].annotation)
+    if len(names) != 1 or not isinstance(names[0], str):
+        raise TypeError(f"{cls.__name__}.family must be declared as family: Literal['<name>'] = '<name>'")
+    return names[0]
 
-    def wrap(cls: type[ModelConfig]) -> type[ModelConfig]:
-        ModelConfig.registry[family] = cls
-        return cls
 
-    return wrap
+def register_model_config(cls: type[ModelConfig]) -> type[ModelConfig]:
+    """Class decorator: make ``cls`` the model section of the family its ``family`` field names."""
+    ModelConfig.registry[family_of(cls)] = cls
+    return cls
+
+
+class _FamilyUnionSchema:
+    """JSON schema of ``model``: a union of the registered families' sections, discriminated by
+    ``family``. Built from the registry whenever a schema is generated, so a family registered
+    after this module (a plug-in, a test) appears in it; validation dispatches the same way."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> Any:
+        _load_families()
+        families = tuple(ModelConfig.registry[f] for f in sorted(ModelConfig.registry))
+        union = families[0] if len(families) == 1 else Annotated[Union[families], Field(discriminator="family")]
+        return handler(TypeAdapter(union).core_schema)
 
 
 class TrainConfig(Section):
@@ -130,7 +149,8 @@ class SampleConfig(Section):
 class EvaluateConfig(Section):
     """The evaluation stage: sample-quality metrics and likelihoods."""
 
-    metrics: list[str] = Field(default_factory=lambda: ["fid", "kid", "is"])
+    metrics: list[str] = Field(default_factory=lambda: ["fid", "kid", "is"],
+                               description="sample-quality metrics by name (fid, kid, is)")
     feature: str = Field("domain", description="inception | torchscript:PATH | domain")
     num_samples: int = Field(1000, gt=1)
     inception_weights: str | None = Field(None, description="path of the FID Inception weights file")
@@ -139,6 +159,37 @@ class EvaluateConfig(Section):
     ais_schedule: str = Field("salakhutdinov2008", description="salakhutdinov2008 | linear:N")
     workers: int = Field(1, gt=0)
     seed: int = 0
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str]) -> list[str]:
+        from pipeline.evaluation.metrics import METRICS
+
+        for name in value:
+            if name not in METRICS:
+                raise ValueError(_unknown("evaluate.metrics", name, METRICS))
+        return value
+
+    @field_validator("feature")
+    @classmethod
+    def _known_feature(cls, value: str) -> str:
+        from pipeline.evaluation.extractors import feature_problem
+
+        problem = feature_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("ais_schedule")
+    @classmethod
+    def _known_schedule(cls, value: str) -> str:
+        from models.ais import schedule
+
+        try:
+            schedule(value)
+        except ValueError as exc:
+            raise ValueError(f"evaluate.ais_schedule={value!r}: {exc}") from None
+        return value
 
 
 class ResourcesConfig(Section):
@@ -165,7 +216,8 @@ class RunConfig(Section):
 
     name: str = "custom"
     data: DataConfig = Field(default_factory=DataConfig)
-    model: SerializeAsAny[ModelConfig] = Field(default_factory=ModelConfig)
+    model: Annotated[SerializeAsAny[ModelConfig], _FamilyUnionSchema()] = Field(
+        default_factory=lambda: _default_model(), description="the model family's section (model.family picks it)")
     train: TrainConfig = Field(default_factory=TrainConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
@@ -187,8 +239,14 @@ class RunConfig(Section):
         return target.model_validate(value)
 
     @model_validator(mode="after")
-    def _family_samples(self) -> RunConfig:
-        problem = self.model.check_sample(self.sample)
+    def _sampler_of_family(self) -> RunConfig:
+        from pipeline.recipes.base import RECIPES
+
+        recipe = RECIPES.get(self.model.family)
+        if recipe is None:
+            raise ValueError(f"model.family={self.model.family!r} has a config section but no recipe; register "
+                             f"one with @register_recipe")
+        problem = recipe.sampler_problem(self.sample.sampler) or self.model.check_sample(self.sample)
         if problem:
             raise ValueError(problem)
         return self
@@ -196,11 +254,6 @@ class RunConfig(Section):
     @property
     def run_name(self) -> str:
         return self.output.run_name or self.name
-
-    @property
-    def run_dir(self) -> Path:
-        """Local directory of this run's outputs (config, model, samples, report)."""
-        return Path(self.output.root).expanduser().resolve() / self.run_name
 
     def fingerprint(self, *sections: str) -> str:
         """A short hash of the given sections (all when none), for caching and run identity."""
@@ -210,6 +263,11 @@ class RunConfig(Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _default_model() -> ModelConfig:
+    _load_families()
+    return ModelConfig.registry["rbm"]()
 
 
 def _load_families() -> None:

@@ -1,54 +1,96 @@
 """The evaluate stage: sample quality (FID/KID/IS on named features), likelihoods (exact or AIS)
-and mode coverage for the 2-D toys, all in one result format written to ``eval/metrics.json``."""
+and mode coverage for the 2-D toys, all in one result format written to ``eval/metrics.json``.
+
+Evaluation never draws samples itself: it scores the sampling stage's output (the ``SampleSet``
+it is handed, or the run's complete ``samples/``), and when there is none it asks the sampling
+stage to run with the run's own ``sample`` settings (burn-in, thinning, workers).
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from pipeline import artifacts
-from pipeline.config import EvaluateConfig
+from pipeline import atomic
+from pipeline.config import EvaluateConfig, RunConfig
+from pipeline.errors import UserError
 from pipeline.evaluation.extractors import Context, extract, get_extractor
 from pipeline.evaluation.metrics import METRICS, Features, MetricResult, frechet_distance
+from pipeline.recipes.likelihood import LikelihoodResult
+from pipeline.rundir import RunDir, cache_dir
+
+FLOOR = "fid_real_train_vs_test"
 
 if TYPE_CHECKING:
     from pipeline.data import PreparedData
-
-RESULT_FILE = Path("eval") / "metrics.json"
-FLOOR = "fid_real_train_vs_test"
+    from pipeline.sampling import SampleSet
+    from pipeline.trained import TrainedModel
 
 
 @dataclass
 class EvalResult:
+    """What the evaluate stage hands on: the typed results and where they were written."""
+
     path: str
-    results: list[dict[str, Any]]
+    results: list[MetricResult] = field(default_factory=list)
+    run: str = ""
+    epoch: int = 0
+    step: int = 0
+
+    def get(self, metric: str) -> MetricResult | None:
+        return next((r for r in self.results if r.metric == metric), None)
 
     def value(self, metric: str) -> float | None:
-        return next((r["value"] for r in self.results if r["metric"] == metric), None)
+        r = self.get(metric)
+        return r.value if r is not None else None
+
+    @property
+    def likelihood(self) -> LikelihoodResult | None:
+        r = self.get("log_likelihood")
+        return r.likelihood if r is not None else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "epoch": self.epoch, "step": self.step, "results": [r.as_dict() for r in self.results]}
+
+    @classmethod
+    def read(cls, run_dir: RunDir) -> EvalResult | None:
+        """The evaluation stored in ``run_dir`` (None when it was not evaluated)."""
+        body = run_dir.read_evaluation()
+        if body is None:
+            return None
+        return cls(str(run_dir.eval_path), [MetricResult.from_dict(r) for r in body["results"]],
+                   body.get("run", ""), body.get("epoch", 0), body.get("step", 0))
 
 
-def evaluate(run_dir: str | Path, cfg: EvaluateConfig | None = None, samples: np.ndarray | None = None) -> EvalResult:
+def check_before_training(cfg: RunConfig) -> None:
+    """What the config cannot check but a pipeline run can before it trains: files the
+    evaluation will read (a TorchScript extractor)."""
+    from pipeline.evaluation.extractors import missing_file
+
+    problem = missing_file(cfg.evaluate.feature)
+    if problem:
+        raise UserError(problem)
+
+
+def evaluate(run_dir: str | Path | RunDir, cfg: EvaluateConfig | None = None,
+             samples: SampleSet | None = None) -> EvalResult:
+    """Score the trained run: ``samples`` (the sampling stage's output) or the run's own sample."""
     from pipeline.trained import load_trained
 
-    run_dir = Path(run_dir)
     trained = load_trained(run_dir)
     cfg = cfg or trained.cfg.evaluate
-    shape = tuple(trained.recipe.data.shape)
-    origin: dict[str, Any] = {}
-    long_run = None
-    if samples is None:
-        samples, long_run, origin = _samples(run_dir, trained, cfg)
+    x, long_run, origin = _samples(trained, samples, cfg.num_samples)
     model_rows: list[MetricResult] = []
-    if len(shape) == 1:
-        sample_rows = _toy_metrics(trained, samples)
-        model_rows = _toy_density(run_dir, trained)
+    if len(trained.recipe.data.shape) == 1:
+        sample_rows = _toy_metrics(trained, x)
+        model_rows = _toy_density(trained)
     else:
-        sample_rows = _quality_metrics(trained, cfg, samples)
+        sample_rows = _quality_metrics(trained, cfg, x)
         if long_run is not None:  # the same chains run on: does the learned energy hold up?
             long_rows = [_renamed(r, "_long_run") for r in _quality_metrics(trained, cfg, long_run)
                          if r.metric != FLOOR]
@@ -57,49 +99,42 @@ def evaluate(run_dir: str | Path, cfg: EvaluateConfig | None = None, samples: np
             sample_rows += long_rows
     for r in sample_rows:  # every sample-based row says which sampler and start produced it
         if r.metric != FLOOR:
-            r.extra.update({k: v for k, v in origin.items() if k not in r.extra})
+            r.extra.update({k: v for k, v in origin.items() if k not in r.extra and k != "long_run_steps"})
     results = sample_rows + model_rows
-    if cfg.likelihood != "none" and hasattr(trained.recipe, "likelihood"):
-        results.append(_likelihood(trained, cfg))
-    path = artifacts.write_json(run_dir / RESULT_FILE, {
-        "run": trained.cfg.run_name, "epoch": trained.epoch, "step": trained.step,
-        "results": [r.as_dict() for r in results]})
-    return EvalResult(str(path), [r.as_dict() for r in results])
+    if cfg.likelihood != "none":
+        found = _likelihood(trained, cfg)
+        if found is not None:
+            results.append(found)
+    out = EvalResult(str(trained.run_dir.eval_path), results, trained.cfg.run_name, trained.epoch, trained.step)
+    trained.run_dir.write_evaluation(out.as_dict())
+    return out
 
 
-def _samples(run_dir: Path, trained, cfg: EvaluateConfig) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
-    """(samples, long-run samples or None, where they came from).
+def _samples(trained: TrainedModel, samples: SampleSet | None,
+             limit: int) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """(samples, long-run samples or None, where they came from): the given sample, else the run's
+    complete sample, else one drawn by the sampling stage.
 
-    The sampling stage's output when present, else a fresh draw from the model's sampler. Chains
-    that record a start (deep EBMs: ``sample.init``) with two or more kept draws are scored twice:
-    the first kept draw (burn_in + 1 transitions from the start: short-run, as training ran them)
-    and the last (the long-run row).
+    Chains that record a start (deep EBMs: ``sample.init``) with two or more kept draws are scored
+    twice: the first kept draw (burn_in + 1 transitions from the start: short-run, as training ran
+    them) for the main rows, and the last for the ``*_long_run`` rows.
     """
-    from pipeline.sampling import family_sampler, load_samples
+    from pipeline.sampling import load_samples, sample
 
-    manifest_path = run_dir / "samples" / "manifest.json"
-    if manifest_path.exists():
-        m = artifacts.read_json(manifest_path)
-        init = m.get("init")
-        origin = {"sampler": m["sampler"], **({"sample_init": init} if init else {})}
-        if init and m["draws_per_chain"] >= 2:
-            last = m["burn_in"] + 1 + (m["draws_per_chain"] - 1) * m["thin"]
-            short = load_samples(run_dir, cfg.num_samples, draw=0)
-            long = load_samples(run_dir, cfg.num_samples, draw=-1)
-            return short, long, {**origin, "chain_steps": m["burn_in"] + 1, "long_run_steps": last}
-        return load_samples(run_dir, cfg.num_samples), None, origin
-    scfg = trained.cfg.sample
-    model, sampler = family_sampler(trained, scfg)
-    sampler = sampler.adapt_during(scfg.burn_in)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    with torch.no_grad():
-        state = sampler.init(model, cfg.num_samples, gen)
-        state = sampler.step(model, state, scfg.steps, gen)
-        x = sampler.to_data(model, state)
-    init = getattr(sampler, "init_kind", None)
-    origin = {"sampler": getattr(sampler, "name", type(sampler).__name__), "chain_steps": scfg.steps,
-              **({"sample_init": init} if init else {})}
-    return x.reshape(cfg.num_samples, *trained.recipe.data.shape).numpy(), None, origin
+    if samples is not None:
+        where = samples.dir
+    else:
+        if not trained.run_dir.samples.is_complete():
+            sample(trained.run_dir, trained.cfg.sample)
+        where = trained.run_dir.samples
+    m = where.read_manifest()
+    init = m.get("init")
+    origin: dict[str, Any] = {"sampler": m["sampler"], **({"sample_init": init} if init else {})}
+    if init and m["draws_per_chain"] >= 2:
+        last = m["burn_in"] + 1 + (m["draws_per_chain"] - 1) * m["thin"]
+        origin.update(chain_steps=m["burn_in"] + 1, long_run_steps=last)
+        return load_samples(where, limit, draw=0), load_samples(where, limit, draw=-1), origin
+    return load_samples(where, limit), None, origin
 
 
 def _renamed(r: MetricResult, suffix: str) -> MetricResult:
@@ -107,9 +142,8 @@ def _renamed(r: MetricResult, suffix: str) -> MetricResult:
     return r
 
 
-def _quality_metrics(trained, cfg: EvaluateConfig, samples: np.ndarray) -> list[MetricResult]:
-    cache_dir = Path(trained.cfg.output.root).expanduser().resolve() / "cache"
-    return quality_metrics(trained.data, samples, cfg, cache_dir, trained.cfg.resources.ray_address)
+def _quality_metrics(trained: TrainedModel, cfg: EvaluateConfig, samples: np.ndarray) -> list[MetricResult]:
+    return quality_metrics(trained.data, samples, cfg, cache_dir(trained.cfg), trained.cfg.resources.ray_address)
 
 
 def quality_metrics(data: PreparedData, samples: np.ndarray, cfg: EvaluateConfig, cache_dir: Path,
@@ -151,15 +185,16 @@ def _cached_features(ctx: Context, ext, split: str, x: np.ndarray, shape) -> tor
     if path.exists():
         return torch.load(path)
     feats = extract(ext.features, x, shape)
-    artifacts.save_torch(path, feats)
+    atomic.save_torch(path, feats)
     return feats
 
 
-def _likelihood(trained, cfg: EvaluateConfig) -> MetricResult:
+def _likelihood(trained: TrainedModel, cfg: EvaluateConfig) -> MetricResult | None:
+    """The family's likelihood as a metric (None when the family has none)."""
     import functools
 
     from pipeline.data import open_split
-    from pipeline.sampling import parallel_ais
+    from pipeline.fanout import parallel_ais
 
     test_x, _ = open_split(trained.data.path, "test")
     x = torch.from_numpy(np.array(test_x))
@@ -167,14 +202,14 @@ def _likelihood(trained, cfg: EvaluateConfig) -> MetricResult:
     runner = functools.partial(parallel_ais, workers=cfg.workers, seed=cfg.seed,
                                address=trained.cfg.resources.ray_address)
     out = trained.recipe.likelihood(x, cfg.likelihood, cfg.ais_runs, cfg.ais_schedule, ais_runner=runner)
-    if out.get("log_likelihood") is None:
-        return MetricResult("log_likelihood", None, out.get("method", "—"), out.get("test_examples", 0),
-                            available=False, reason=out.get("reason", ""), extra=out)
-    return MetricResult("log_likelihood", out["log_likelihood"], out["method"], out["test_examples"],
-                        seconds=time.perf_counter() - started, extra=out)
+    if out is None:
+        return None
+    return MetricResult("log_likelihood", out.log_likelihood, out.method, out.test_examples,
+                        seconds=time.perf_counter() - started, available=out.log_likelihood is not None,
+                        reason=out.reason, likelihood=out)
 
 
-def _toy_metrics(trained, samples: np.ndarray) -> list[MetricResult]:
+def _toy_metrics(trained: TrainedModel, samples: np.ndarray) -> list[MetricResult]:
     source = trained.cfg.data.source
     if not source.startswith("toy:"):
         return []
@@ -186,10 +221,7 @@ def _toy_metrics(trained, samples: np.ndarray) -> list[MetricResult]:
                          seconds=time.perf_counter() - started) for k, v in m.items()]
 
 
-DENSITY_FILE = Path("eval") / "density.npz"
-
-
-def _toy_density(run_dir: Path, trained) -> list[MetricResult]:
+def _toy_density(trained: TrainedModel) -> list[MetricResult]:
     """For 2-D energies: KL(p_data ‖ p_model) with the grid's exact log Z, and the density on the grid
     (``eval/density.npz``, at most 256×256 cells) for the report's heat-map."""
     recipe, source = trained.recipe, trained.cfg.data.source
@@ -200,7 +232,7 @@ def _toy_density(run_dir: Path, trained) -> list[MetricResult]:
     started = time.perf_counter()
     grid = recipe.density_grid()
     stride = max(1, len(grid.xs) // 256)
-    with artifacts.atomic_path(run_dir / DENSITY_FILE) as tmp, tmp.open("wb") as f:
+    with atomic.atomic_path(density_path(trained.run_dir)) as tmp, tmp.open("wb") as f:
         np.savez(f, xs=grid.xs[::stride].numpy(), ys=grid.ys[::stride].numpy(),
                  log_p=grid.log_p[::stride, ::stride].numpy(), log_z=grid.log_z)
     if not source.startswith("toy:"):
@@ -210,3 +242,8 @@ def _toy_density(run_dir: Path, trained) -> list[MetricResult]:
     return [MetricResult("kl_data_model", kl, label, 0, seconds=time.perf_counter() - started,
                          extra={"log_z": grid.log_z, "quadrature_error": grid.quadrature_error,
                                 "meaning": "KL(p_data ‖ p_model), exact up to quadrature"})]
+
+
+def density_path(run_dir: RunDir) -> Path:
+    """``eval/density.npz``: the 2-D model density the report draws as a heat-map."""
+    return Path(run_dir.eval_path).parent / "density.npz"

@@ -57,12 +57,37 @@ def register_extractor(prefix: str):
     return wrap
 
 
-def get_extractor(name: str, ctx: Context) -> Extractor:
-    prefix = name.split(":", 1)[0]
+# Extractors whose name carries an argument after the colon (torchscript:PATH).
+_TAKES_ARGUMENT = {"torchscript"}
+
+
+def feature_problem(name: str) -> str | None:
+    """Why ``evaluate.feature=name`` names no extractor (None when it does); checked at config time."""
+    prefix, colon, arg = name.partition(":")
     if prefix not in _BUILDERS:
-        raise UserError(f"evaluate.feature={name!r} is not a known extractor; use one of "
-                        f"{', '.join(sorted(_BUILDERS))} (torchscript takes a path: torchscript:FILE)")
-    return _BUILDERS[prefix](name, ctx)
+        return (f"evaluate.feature={name!r} is not a known extractor; use one of "
+                f"{', '.join(sorted(_BUILDERS))} (torchscript takes a path: torchscript:FILE)")
+    if prefix in _TAKES_ARGUMENT and not arg.strip():
+        return f"evaluate.feature={name!r} needs a path: {prefix}:/path/to/file.pt"
+    if prefix not in _TAKES_ARGUMENT and colon:
+        return f"evaluate.feature={name!r}: {prefix} takes no argument; use evaluate.feature={prefix}"
+    return None
+
+
+def missing_file(name: str) -> str | None:
+    """Why the file an extractor names cannot be read now (None when it can, or names none); the
+    pipeline checks this before training, the config only checks the name."""
+    prefix, _, arg = name.partition(":")
+    if prefix == "torchscript" and not Path(arg).expanduser().is_file():
+        return f"evaluate.feature={name!r}: no TorchScript file at {Path(arg).expanduser()}; pass torchscript:/path/to/file.pt"
+    return None
+
+
+def get_extractor(name: str, ctx: Context) -> Extractor:
+    problem = feature_problem(name)
+    if problem:
+        raise UserError(problem)
+    return _BUILDERS[name.split(":", 1)[0]](name, ctx)
 
 
 @torch.no_grad()
@@ -73,19 +98,13 @@ def extract(fn: Callable[[Tensor], Tensor], x: np.ndarray | Tensor, shape: tuple
     With ``workers > 1`` the chunks are Ray tasks (the extractor is shipped once with ``ray.put``);
     features come back in order, so the metrics are the same as in-process.
     """
+    from pipeline.fanout import fan_out
+
     xs = torch.as_tensor(np.array(x, dtype=np.float32)).reshape(-1, *shape)
     chunks = list(xs.split(batch))
-    if workers <= 1 or len(chunks) == 1:
-        return torch.cat([fn(chunk).float().cpu() for chunk in chunks])
-    import ray
-
-    from pipeline.ray_utils import check_resources, ensure_ray
-
-    ensure_ray(address)
-    check_resources(workers, 1.0)
-    fn_ref = ray.put(fn)
-    task = ray.remote(_apply).options(num_cpus=1, max_retries=3)
-    return torch.cat(ray.get([task.remote(fn_ref, chunk) for chunk in chunks]))
+    spread = workers if workers > 1 and len(chunks) > 1 else 0
+    return torch.cat(fan_out(_apply, (fn,), [(c,) for c in chunks], spread, address=address,
+                             setting="evaluate.workers"))
 
 
 @torch.no_grad()
@@ -115,9 +134,10 @@ def domain_extractor(name: str, ctx: Context) -> Extractor:
 
 @register_extractor("torchscript")
 def torchscript_extractor(name: str, ctx: Context) -> Extractor:
-    path = Path(name.split(":", 1)[1] if ":" in name else "").expanduser()
-    if not path.is_file():
-        raise UserError(f"evaluate.feature={name!r}: no TorchScript file at {path}; pass torchscript:/path/to/file.pt")
+    problem = missing_file(name)
+    if problem:
+        raise UserError(problem)
+    path = Path(name.split(":", 1)[1]).expanduser()
     module = torch.jit.load(str(path), map_location="cpu").eval()
     lo, hi = ctx.value_range
 

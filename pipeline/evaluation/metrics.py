@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pipeline.recipes.likelihood import LikelihoodResult
+
 
 @dataclass
 class MetricResult:
@@ -29,9 +31,27 @@ class MetricResult:
     available: bool = True
     reason: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    likelihood: LikelihoodResult | None = None  # the typed details of a log_likelihood result
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MetricResult:
+        ll = d.get("likelihood")
+        return cls(**(d | {"likelihood": LikelihoodResult.from_dict(ll) if ll else None}))
+
+    def note(self) -> str:
+        """One line for tables: why it is unavailable, or its spread / interval / meaning."""
+        if not self.available:
+            return self.reason
+        if self.likelihood is not None:
+            return self.likelihood.note()
+        if "std" in self.extra:
+            return f"± {self.extra['std']:.3g}"
+        if "sample_init" in self.extra:  # deep EBMs: which chains the number describes
+            return f"{self.extra['sampler']} chains from {self.extra['sample_init']}, {self.extra.get('chain_steps')} steps"
+        return str(self.extra.get("meaning", ""))
 
 
 @dataclass

@@ -24,10 +24,10 @@ from pipeline.config import ModelConfig, SampleConfig, register_model_config
 from pipeline.errors import ConfigError, TrainingDiverged
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
-from pipeline.recipes.likelihood import AISRunner, ais_report, in_process_runner
+from pipeline.recipes.likelihood import AISRunner, LikelihoodResult, ais_report, in_process_runner
 
 
-@register_model_config("ebm")
+@register_model_config
 class EBMConfig(ModelConfig):
     family: Literal["ebm"] = "ebm"
     net: Literal["mlp", "conv"] = "mlp"
@@ -59,19 +59,13 @@ class EBMConfig(ModelConfig):
         if sample.init == "buffer" and not self.buffer_size:
             return ("sample.init='buffer': this model has no replay buffer (model.buffer_size=0, short-run "
                     "training from noise); use sample.init=noise or data")
-        if sample.sampler not in SAMPLERS:
-            return f"sample.sampler={sample.sampler!r} is not a sampler of the ebm family; use one of {SAMPLER_NAMES}"
         return None
-
-
-SAMPLERS = (None, "langevin", "long-run", "mala", "hmc")
-SAMPLER_NAMES = "langevin, long-run, mala, hmc (or null)"
 
 
 @register_recipe
 class EBMRecipe(EnergyRecipe):
-    family = "ebm"
     config_cls = EBMConfig
+    samplers = ("langevin", "long-run", "mala", "hmc")
 
     def build_modules(self) -> dict[str, nn.Module]:
         m = self.mcfg
@@ -84,8 +78,7 @@ class EBMRecipe(EnergyRecipe):
                                       m.spectral_norm)}
 
     def after_setup(self) -> None:
-        rank = self.accelerator.process_index if self.accelerator is not None else 0
-        self.gen.manual_seed(self.cfg.train.seed * 1000 + rank)
+        self.gen.manual_seed(self.rank_seed())  # the replay buffer shares this generator: reseed, not replace
         self.base_lrs = [g["lr"] for opt in self.optimizers.values() for g in opt.param_groups]
 
     def langevin(self, starts: Tensor | None = None, init: str = "noise") -> LangevinSampler:
@@ -134,6 +127,9 @@ class EBMRecipe(EnergyRecipe):
                                    f"(loss {metrics['loss']:.3g})")
         return metrics
 
+    def guard_max_restarts(self) -> int:
+        return self.mcfg.guard_max_restarts
+
     def on_divergence_restart(self, attempt: int) -> None:
         """After the engine restored the last good checkpoint: lower the lr and reseed the chains."""
         factor = self.mcfg.guard_lr_factor ** attempt
@@ -141,7 +137,7 @@ class EBMRecipe(EnergyRecipe):
         for opt in self.optimizers.values():
             for group in opt.param_groups:
                 group["lr"] = next(lrs, group["lr"]) * factor
-        self.gen.manual_seed(self.cfg.train.seed * 1000 + 7919 * attempt)
+        self.gen.manual_seed(self.rank_seed(stream=attempt))
 
     @torch.no_grad()
     def epoch_metrics(self, train_x: Tensor, test_x: Tensor) -> dict[str, float]:
@@ -174,8 +170,7 @@ class EBMRecipe(EnergyRecipe):
         if name == "hmc":
             return model, HMCSampler(shape, m.mcmc_step_size, m.hmc_leapfrog_steps, (lo, hi), m.hmc_target_accept,
                                      0, starts, init)
-        if name not in SAMPLERS:
-            raise ConfigError(f"sample.sampler={name!r} is not a sampler of the ebm family; use one of {SAMPLER_NAMES}")
+        self.check_sampler(name)
         return model, self.langevin(starts, init)
 
     def _starts(self, init: str, data: Tensor | None) -> Tensor | None:
@@ -204,7 +199,7 @@ class EBMRecipe(EnergyRecipe):
 
     @torch.no_grad()
     def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
-                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> dict[str, Any]:
+                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> LikelihoodResult:
         """Mean test log-likelihood: exact by grid quadrature for 2-D energies (``auto``/``exact``),
         else AIS from a Gaussian fitted to the test points (any normalised base keeps E[w] = Z)."""
         x = test_x.reshape(len(test_x), *self.data.shape).float()
@@ -212,19 +207,20 @@ class EBMRecipe(EnergyRecipe):
         if two_d and method in ("auto", "exact"):
             return self._grid_likelihood(x)
         if method == "exact":
-            return {"method": "exact", "log_likelihood": None, "test_examples": len(x),
-                    "reason": "exact log Z needs a 2-D energy (grid quadrature); use evaluate.likelihood=ais"}
+            return LikelihoodResult("exact", None, len(x), reason="exact log Z needs a 2-D energy (grid "
+                                    "quadrature); use evaluate.likelihood=ais")
         return self._ais_likelihood(x, ais_runs, schedule, ais_runner)
 
-    def _grid_likelihood(self, x: Tensor) -> dict[str, Any]:
+    def _grid_likelihood(self, x: Tensor) -> LikelihoodResult:
         grid = self.density_grid()
         ll = log_likelihood(self.modules["model"].eval(), x, grid)
         b = grid.box
-        return {"method": f"grid quadrature ({len(grid.xs)}×{len(grid.ys)})", "log_likelihood": float(ll.mean()),
-                "log_z": grid.log_z, "quadrature_error": grid.quadrature_error, "test_examples": len(x),
-                "outside_box": int((~b.contains(x)).sum()), "box": [b.x0, b.x1, b.y0, b.y1]}
+        return LikelihoodResult(f"grid quadrature ({len(grid.xs)}×{len(grid.ys)})", float(ll.mean()), len(x),
+                                log_z=grid.log_z, details={
+                                    "quadrature_error": grid.quadrature_error, "outside_box": int((~b.contains(x)).sum()),
+                                    "note": f"log Z ± {grid.quadrature_error:.1e} on [{b.x0:.2f}, {b.x1:.2f}]²"})
 
-    def _ais_likelihood(self, x: Tensor, runs: int, schedule: str, runner: AISRunner | None) -> dict[str, Any]:
+    def _ais_likelihood(self, x: Tensor, runs: int, schedule: str, runner: AISRunner | None) -> LikelihoodResult:
         model = self.modules["model"].eval()
         n_betas = int(schedule.split(":", 1)[1]) if schedule.startswith("linear:") else self.mcfg.ais_betas
         betas = linear_betas(n_betas)
@@ -235,17 +231,19 @@ class EBMRecipe(EnergyRecipe):
                             generator=torch.Generator().manual_seed(self.cfg.evaluate.seed))
         run = functools.partial(ais_run, base=base, betas=betas, steps=steps, support=support)
         res = combine_log_weights((runner or in_process_runner(self.cfg.evaluate.seed))(model, run, runs), 0.0)
-        out = ais_report(float((-model(x).double()).mean()), res, n_betas)
-        out["method"] = "ais (Gaussian base, MALA transitions)"
+        mean_log_p_star = float((-model(x).double()).mean())
+        details: dict[str, Any] = {}
         if two_d:  # exact draws exist: the reverse bound and the grid beside
             grid = self.density_grid()
             rev = functools.partial(ais_run, base=base, betas=betas.flip(0), steps=steps.flip(0),
                                     start=_grid_start(grid), support=support)
             log_w = (runner or in_process_runner(self.cfg.evaluate.seed + 1))(model, rev, runs)
-            out["log_z_reverse"] = -combine_log_weights(log_w, 0.0).log_z
-            out["log_likelihood_reverse"] = out["log_likelihood"] + out["log_z"] - out["log_z_reverse"]
-            out["log_z_grid"] = grid.log_z
-        return out
+            log_z_rev = -combine_log_weights(log_w, 0.0).log_z
+            details = {"log_z_reverse": log_z_rev, "log_likelihood_reverse": mean_log_p_star - log_z_rev,
+                       "log_z_grid": grid.log_z,
+                       "note": f"log Ẑ {res.log_z:.3f} (forward) ≤ {log_z_rev:.3f} (reverse); grid {grid.log_z:.3f}"}
+        return ais_report(mean_log_p_star, res, n_betas, len(x), method="ais (Gaussian base, MALA transitions)",
+                          **details)
 
     def state_dict(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state_dict() if self.buffer is not None else None,

@@ -39,7 +39,7 @@ BCE_LOSSES = ("minimax", "nonsaturating")  # D = σ(logit) is a probability
 Optimizer = Literal["sgd", "adam", "rmsprop"]
 
 
-@register_model_config("gan")
+@register_model_config
 class GANConfig(ModelConfig):
     family: Literal["gan"] = "gan"
     loss: Literal["minimax", "nonsaturating", "wgan", "wgan-gp", "hinge"] = Field(
@@ -73,8 +73,8 @@ class GANConfig(ModelConfig):
 
 @register_recipe
 class GANRecipe(Recipe):
-    family = "gan"
     config_cls = GANConfig
+    samplers = ("ancestral",)
 
     def build_modules(self) -> dict[str, nn.Module]:
         m = self.mcfg
@@ -186,8 +186,6 @@ class GANRecipe(Recipe):
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
         """(G or EMA-G in eval mode, AncestralSampler): a draw is G(z) for a fresh z ~ N(0, I)."""
-        if name not in (None, "ancestral"):
-            raise ConfigError(f"sample.sampler={name!r} is not a sampler of the gan family; use ancestral (or null)")
         return self.generator().eval(), AncestralSampler(self.mcfg.latent_dim)
 
     # ------------------------------------------------------------------ state

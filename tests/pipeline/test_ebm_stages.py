@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import artifacts
+from pipeline.rundir import RunDir
 from pipeline.config import SampleConfig, load_config
 from pipeline.errors import ConfigError, UserError
 
@@ -39,7 +39,7 @@ def ring_run(tmp_path_factory):
                                     "sample.burn_in=9", "sample.thin=20", "sample.chains_per_block=20",
                                     "sample.workers=0"])
     train(cfg, prepare(cfg.data, root / "data"))
-    return cfg.run_dir
+    return RunDir.of(cfg).path
 
 
 def test_buffer_is_the_default_start_and_the_evaluation_says_so(ring_run):
@@ -51,15 +51,15 @@ def test_buffer_is_the_default_start_and_the_evaluation_says_so(ring_run):
     trained = load_trained(ring_run)
     assert trained.recipe.buffer.pushed > 0  # the buffer travels in the recipe state
     result = sample(ring_run)
-    manifest = artifacts.read_json(ring_run / "samples" / "manifest.json")
+    manifest = RunDir(ring_run).samples.read_manifest()
     assert manifest["init"] == "buffer" and manifest["sampler"] == "langevin"
     ev = evaluate(ring_run)
-    rows = {r["metric"]: r for r in ev.results}
-    assert rows["modes_covered"]["extra"]["sample_init"] == "buffer"
+    rows = {r.metric: r for r in ev.results}
+    assert rows["modes_covered"].extra["sample_init"] == "buffer"
     ll, kl = rows["log_likelihood"], rows["kl_data_model"]
-    assert ll["extractor"].startswith("grid quadrature") and math.isfinite(ll["value"])
-    assert ll["extra"]["outside_box"] == 0 and ll["extra"]["quadrature_error"] < 1.0
-    assert kl["value"] >= -1e-6  # a divergence, exact up to quadrature
+    assert ll.extractor.startswith("grid quadrature") and math.isfinite(ll.value)
+    assert ll.likelihood.details["outside_box"] == 0 and ll.likelihood.details["quadrature_error"] < 1.0
+    assert kl.value >= -1e-6  # a divergence, exact up to quadrature
     # KL = E_data[log p_data] − E_data[log p_model]; the test points' log-likelihood estimates the latter
     assert (ring_run / "eval" / "density.npz").exists()
     report = build_report(ring_run)
@@ -110,15 +110,14 @@ def test_ebm_ais_agrees_with_the_grid_on_the_trained_toy(ring_run):
     x = torch.from_numpy(np.array(test_x))
     trained.recipe.mcfg.grid_points = 512
     out = trained.recipe.likelihood(x, "ais", ais_runs=50, schedule="linear:200")
-    grid = out["log_z_grid"]
-    assert out["log_z"] < grid + 0.1 and out["log_z_reverse"] > grid - 0.1
-    assert abs(out["log_z"] - grid) < 0.5 and abs(out["log_z_reverse"] - grid) < 0.5
+    grid, rev = out.details["log_z_grid"], out.details["log_z_reverse"]
+    assert out.log_z < grid + 0.1 and rev > grid - 0.1
+    assert abs(out.log_z - grid) < 0.5 and abs(rev - grid) < 0.5
 
 
 def test_evaluation_scores_the_first_draw_as_short_run_and_the_last_as_long_run(tmp_path):
     from models.ebm import ConvEnergy
     from models.samplers.langevin import LangevinSampler
-    from pipeline.config import EvaluateConfig
     from pipeline.evaluation import _samples
     from pipeline.sampling import run_chains
 
@@ -127,8 +126,8 @@ def test_evaluation_scores_the_first_draw_as_short_run_and_the_last_as_long_run(
     pool = torch.rand(30, 1, 8, 8) * 2 - 1
     sampler = LangevinSampler((1, 8, 8), 1.0, 0.01, clamp=(-1, 1), starts=pool, init_kind="buffer")
     cfg = SampleConfig(chains=6, steps=9, burn_in=2, thin=3, chains_per_block=3, workers=0)  # draws at 2, 5, 8
-    run_chains(model, sampler, cfg, tmp_path / "samples", (1, 8, 8))
-    short, long, origin = _samples(tmp_path, None, EvaluateConfig(num_samples=5))
+    out = run_chains(model, sampler, cfg, tmp_path / "samples", (1, 8, 8))
+    short, long, origin = _samples(None, out, 5)
     blocks = [np.load(tmp_path / "samples" / f"block-0000{b}.npz")["x"] for b in (0, 1)]
     x = np.concatenate(blocks)  # (chains, draws, 1, 8, 8)
     assert np.array_equal(short, x[:5, 0]) and np.array_equal(long, x[:5, -1])

@@ -104,3 +104,15 @@ def test_feature_extraction_on_two_ray_workers_equals_in_process(digits, tmp_pat
     here = extract(net, x[np.arange(300)], (1, 8, 8), batch=100)
     spread = extract(net, x[np.arange(300)], (1, 8, 8), batch=100, workers=2)
     assert torch.allclose(here, spread, atol=1e-6)
+
+
+def test_a_missing_torchscript_file_stops_a_pipeline_run_before_training(tmp_path):
+    from pipeline.config import load_config
+    from pipeline.errors import UserError
+    from pipeline.evaluation import check_before_training
+
+    cfg = load_config("demo", [f"evaluate.feature=torchscript:{tmp_path / 'inception.pt'}"])  # the name is fine
+    with pytest.raises(UserError, match="no TorchScript file at"):
+        check_before_training(cfg)
+    (tmp_path / "inception.pt").write_bytes(b"")
+    check_before_training(cfg)
