@@ -206,7 +206,7 @@ def _data_pool(trained, seed: int, limit: int = 10_000) -> torch.Tensor:
     from pipeline.data import open_split
 
     if trained.data is None:
-        raise UserError("sample.init=data: the run records no prepared data (data.json); use buffer or noise")
+        raise UserError("sample.init=data: the run records no prepared data; use sample.init=buffer or noise")
     x, _ = open_split(trained.data.path, "train")
     rows = np.sort(np.random.default_rng(seed).permutation(len(x))[:limit])
     return torch.from_numpy(np.array(x[rows], dtype=np.float32))
