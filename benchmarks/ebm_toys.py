@@ -66,8 +66,8 @@ def score_ebm(toy: str, recipe: EBMRecipe, seed: int, sample_steps: int) -> dict
     with torch.no_grad():
         x = sampler.step(m, sampler.init(m, N_TEST, gen), sample_steps, gen).visible
     best = float(expectation(toy, lambda p: log_density(toy, p)))
-    return {"log_likelihood": ll["log_likelihood"], "best": best, "kl": kl, "log_z": ll["log_z"],
-            "quadrature_error": ll["quadrature_error"], **mode_metrics(x, toy)}
+    return {"log_likelihood": ll.log_likelihood, "best": best, "kl": kl, "log_z": ll.log_z,
+            "quadrature_error": ll.details["quadrature_error"], **mode_metrics(x, toy)}
 
 
 def main() -> None:
