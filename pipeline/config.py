@@ -149,9 +149,13 @@ class SampleConfig(Section):
 class EvaluateConfig(Section):
     """The evaluation stage: sample-quality metrics and likelihoods."""
 
-    metrics: list[str] = Field(default_factory=lambda: ["fid", "kid", "is"],
-                               description="sample-quality metrics by name (fid, kid, is)")
-    feature: str = Field("domain", description="inception | torchscript:PATH | domain")
+    metrics: list[str] = Field(
+        default_factory=lambda: ["fid", "kid", "is", "precision", "recall", "density", "coverage"],
+        description="sample-quality metrics by name (fid, kid, is, precision, recall, density, coverage)")
+    feature: list[str] = Field(
+        default_factory=lambda: ["inception", "domain"],
+        description="feature extractors, one tier each: inception (standard FID network) | domain (a CNN "
+                    "trained on the data's labels) | torchscript:PATH; a single name or a list")
     num_samples: int = Field(1000, gt=1)
     inception_weights: str | None = Field(None, description="path of the FID Inception weights file")
     likelihood: Literal["auto", "exact", "ais", "none"] = "auto"
@@ -170,14 +174,22 @@ class EvaluateConfig(Section):
                 raise ValueError(_unknown("evaluate.metrics", name, METRICS))
         return value
 
+    @field_validator("feature", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
     @field_validator("feature")
     @classmethod
-    def _known_feature(cls, value: str) -> str:
+    def _known_feature(cls, value: list[str]) -> list[str]:
         from pipeline.evaluation.extractors import feature_problem
 
-        problem = feature_problem(value)
-        if problem:
-            raise ValueError(problem)
+        if not value:
+            raise ValueError("evaluate.feature=[] names no extractor; use inception, domain or torchscript:PATH")
+        for name in value:
+            problem = feature_problem(name)
+            if problem:
+                raise ValueError(problem)
         return value
 
     @field_validator("ais_schedule")

@@ -143,7 +143,11 @@ def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: s
     missing = [b.index for b in blocks if not out.block(b.index).exists()]
     if missing:
         raise UserError(f"sample: blocks {missing} were not written to {out.path}; re-run the stage")
-    diag = _diagnostics(out, blocks, cfg) if cfg.diagnostics else {}
+    if not sampler.has_chains:
+        diag = {"skipped": f"the {sampler.name} sampler draws independent samples: no chains, so no R-hat/ESS"}
+        out.write_diagnostics(diag)
+    else:
+        diag = _diagnostics(out, blocks, cfg) if cfg.diagnostics else {}
     n_draws = len(range(cfg.burn_in, cfg.steps, cfg.thin))
     seconds = time.perf_counter() - started
     name = sampler.name

@@ -72,9 +72,10 @@ def check_before_training(cfg: RunConfig) -> None:
     evaluation will read (a TorchScript extractor)."""
     from pipeline.evaluation.extractors import missing_file
 
-    problem = missing_file(cfg.evaluate.feature)
-    if problem:
-        raise UserError(problem)
+    for name in cfg.evaluate.feature:
+        problem = missing_file(name)
+        if problem:
+            raise UserError(problem)
 
 
 def evaluate(run_dir: str | Path | RunDir, cfg: EvaluateConfig | None = None,
@@ -148,27 +149,40 @@ def _quality_metrics(trained: TrainedModel, cfg: EvaluateConfig, samples: np.nda
 
 def quality_metrics(data: PreparedData, samples: np.ndarray, cfg: EvaluateConfig, cache_dir: Path,
                     address: str | None = None) -> list[MetricResult]:
-    """``cfg.metrics`` of ``samples`` against the prepared data's test split, plus the train-vs-test floor.
+    """``cfg.metrics`` of ``samples`` against the prepared data's test split on every extractor of
+    ``cfg.feature`` (default: the standard Inception tier, then the domain tier), each with its
+    train-vs-test floor. An unavailable extractor gives rows that say why instead of numbers.
 
     Public so that code holding samples but no run directory (the benchmarks) scores them exactly
     as the evaluate stage does, with the same cached extractor and real-image features.
     """
-    from pipeline.data import open_split
-
     shape = tuple(data.meta.shape)
     ctx = Context(data.path, data.meta.fingerprint, shape, tuple(data.meta.value_range), cache_dir,
                   cfg.inception_weights)
-    ext = get_extractor(cfg.feature, ctx)
+    results: list[MetricResult] = []
+    for name in cfg.feature:
+        results += _tier_metrics(get_extractor(name, ctx), ctx, data, samples, cfg, address)
+    return results
+
+
+def _tier_metrics(ext, ctx: Context, data: PreparedData, samples: np.ndarray, cfg: EvaluateConfig,
+                  address: str | None) -> list[MetricResult]:
+    """One extractor's rows: the configured metrics plus the real train-vs-test floor."""
+    from pipeline.data import open_split
+
+    shape = ctx.shape
     n = len(samples)
     if not ext.available:
-        return [MetricResult(m, None, ext.label, n, available=False, reason=ext.reason) for m in cfg.metrics]
+        return [MetricResult(m, None, ext.label, n, available=False, reason=ext.reason)
+                for m in [*cfg.metrics, "fid_real_train_vs_test"]]
     test_x, _ = open_split(data.path, "test")
     train_x, _ = open_split(data.path, "train")
     n_real = min(len(test_x), cfg.num_samples)
     real = _cached_features(ctx, ext, "test", test_x[np.arange(n_real)], shape)
     par = dict(workers=cfg.workers, address=address)
     feats = Features(ext.label, real=real, fake=extract(ext.features, samples, shape, **par),
-                     fake_logits=extract(ext.logits, samples, shape, **par) if ext.logits else None)
+                     fake_logits=extract(ext.logits, samples, shape, **par) if ext.logits else None,
+                     logits_reason=ext.logits_reason)
     results = [METRICS[m](feats) for m in cfg.metrics]
     n_floor = min(len(train_x), n_real)
     started = time.perf_counter()

