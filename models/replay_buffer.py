@@ -19,6 +19,7 @@ class ReplayBuffer:
         self.low, self.high, self.reuse = low, high, reuse
         self.data = self._uniform(capacity, shape, generator)
         self.pointer = 0
+        self.pushed = 0  # entries written so far (the rest of the buffer is still its initial noise)
 
     def _uniform(self, n: int, shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
         return self.low + (self.high - self.low) * torch.rand((n, *shape), generator=generator)
@@ -37,6 +38,12 @@ class ReplayBuffer:
         idx = (self.pointer + torch.arange(n)) % len(self.data)
         self.data[idx] = x[:n]
         self.pointer = int((self.pointer + n) % len(self.data))
+        self.pushed += n
+
+    def filled(self) -> Tensor:
+        """The entries written by training, newest first (all of it once it has wrapped); the
+        initial noise when nothing was pushed yet."""
+        return self.latest(min(self.pushed, len(self.data)) or len(self.data))
 
     def latest(self, n: int) -> Tensor:
         """The ``n`` most recently pushed entries, newest first (older than ``capacity`` wraps around)."""
@@ -44,7 +51,8 @@ class ReplayBuffer:
         return self.data[idx].clone()
 
     def state_dict(self) -> dict:
-        return {"data": self.data, "pointer": self.pointer}
+        return {"data": self.data, "pointer": self.pointer, "pushed": self.pushed}
 
     def load_state_dict(self, state: dict) -> None:
         self.data, self.pointer = state["data"], state["pointer"]
+        self.pushed = state.get("pushed", len(self.data))  # older checkpoints: assume it is full

@@ -61,4 +61,8 @@ def sample_cmd(
             console.print("[yellow]R-hat > 1.01: the chains disagree; raise --steps/--burn-in before trusting "
                           "the sample[/]")
     if "acceptance_rate" in result.diagnostics:
-        console.print(f"acceptance rate: {result.diagnostics['acceptance_rate']['mean']:.3f}", highlight=False)
+        acc = result.diagnostics["acceptance_rate"]
+        console.print(f"acceptance rate after burn-in: {acc['mean']:.3f} (chains {acc['min']:.3f}–{acc['max']:.3f})",
+                      highlight=False)
+    if "step_size" in result.diagnostics:
+        console.print(f"adapted step size: {result.diagnostics['step_size']['mean']:.3g}", highlight=False)

@@ -59,6 +59,14 @@ class ModelConfig(Section):
     family: str = "rbm"
     registry: ClassVar[dict[str, type[ModelConfig]]] = {}
 
+    def check_sample(self, sample: SampleConfig) -> str | None:
+        """Why this family cannot honour ``sample`` (one line naming key, value and fix), or None.
+        Families whose chains start one way only refuse ``sample.init``."""
+        if sample.init is not None:
+            return (f"sample.init={sample.init!r}: model.family={self.family} starts its chains one way only; "
+                    f"remove sample.init (it applies to deep EBMs: buffer | noise | data)")
+        return None
+
 
 def family_of(cls: type[ModelConfig]) -> str:
     """The family a model section declares in its ``family: Literal["name"]`` field (the one place
@@ -123,6 +131,9 @@ class SampleConfig(Section):
     chains_per_block: int = Field(50, gt=0, description="chains that share one seeded random stream")
     seed: int = 0
     sampler: str | None = Field(None, description="sampler name; default: the family's own")
+    init: Literal["buffer", "noise", "data"] | None = Field(
+        None, description="where EBM chains start: replay buffer, uniform noise or training data; "
+        "default: as the run trained (its buffer when it had one)")
     diagnostics: bool = True
 
     @model_validator(mode="after")
@@ -252,7 +263,7 @@ class RunConfig(Section):
         if recipe is None:
             raise ValueError(f"model.family={self.model.family!r} has a config section but no recipe; register "
                              f"one with @register_recipe")
-        problem = recipe.sampler_problem(self.sample.sampler)
+        problem = recipe.sampler_problem(self.sample.sampler) or self.model.check_sample(self.sample)
         if problem:
             raise ValueError(problem)
         return self

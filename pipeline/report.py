@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pipeline import atomic  # noqa: E402
-from pipeline.evaluation import EvalResult  # noqa: E402
+from pipeline.evaluation import EvalResult, density_path  # noqa: E402
 from pipeline.evaluation.metrics import MetricResult  # noqa: E402
 from pipeline.rundir import RunDir, SampleDir  # noqa: E402
 from pipeline.sampling import SampleSet, load_samples  # noqa: E402
@@ -37,8 +37,12 @@ def build_report(run_dir: str | Path | RunDir, evaluation: EvalResult | None = N
     sample_dir = samples.dir if samples is not None else run.samples
     run.report_dir.mkdir(parents=True, exist_ok=True)
     figures = {}
-    if sample_dir.is_complete():
-        figures["samples"] = _save(_sample_figure(load_samples(sample_dir, 64)), run.figure_path("samples"))
+    shown = load_samples(sample_dir, 64) if sample_dir.is_complete() else None
+    if shown is not None:
+        figures["samples"] = _save(_sample_figure(shown), run.figure_path("samples"))
+    density = density_path(run)
+    if density.exists():  # 2-D energies: the exactly normalised density beside the samples
+        figures["density"] = _save(_density_figure(density, shown), run.figure_path("density"))
     epochs = run.epochs()
     if epochs:
         figures["curves"] = _save(_curves_figure(epochs), run.figure_path("curves"))
@@ -78,6 +82,26 @@ def _sample_figure(x: np.ndarray):
             img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    return fig
+
+
+def _density_figure(path: Path, samples: np.ndarray | None):
+    """Samples (left) beside the model density exp(−E)/Z on the evaluation grid (right, log scale)."""
+    with np.load(path) as f:
+        xs, ys, log_p = f["xs"], f["ys"], f["log_p"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 4))
+    extent = (xs[0], xs[-1], ys[0], ys[-1])
+    if samples is not None and samples.ndim == 2 and samples.shape[1] == 2:
+        left.scatter(samples[:, 0], samples[:, 1], s=4, alpha=0.6)
+    left.set_title("samples", fontsize=9)
+    left.set_xlim(extent[:2])
+    left.set_ylim(extent[2:])
+    im = right.imshow(np.maximum(log_p, log_p.max() - 20), origin="lower", extent=extent, cmap="viridis")
+    right.set_title("log p_model (grid quadrature)", fontsize=9)
+    fig.colorbar(im, ax=right, fraction=0.046)
+    for ax in (left, right):
+        ax.set_aspect("equal")
+    fig.tight_layout()
     return fig
 
 

@@ -105,9 +105,11 @@ def run_block(model: nn.Module, sampler: Sampler, block: Block, cfg: SampleConfi
                 x = sampler.to_data(model, state).float().cpu().numpy()
                 draws.append(x.reshape(block.n_chains, *data_shape))
     accepted = state.acceptance_rate()
+    steps = sampler.step_sizes(state) if hasattr(sampler, "step_sizes") else None  # MALA/HMC: adapted
     path = SampleDir(Path(out_dir)).write_block(  # x: (chains, draws, *data_shape)
         block.index, x=np.stack(draws, axis=1), energy=energy,
-        acceptance=accepted.cpu().numpy() if accepted is not None else np.array([]), **_swap_counts(state))
+        acceptance=accepted.cpu().numpy() if accepted is not None else np.array([]),
+        step_size=steps.cpu().numpy() if steps is not None else np.array([]), **_swap_counts(state))
     return str(path)
 
 
@@ -127,6 +129,7 @@ def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: s
     This is the stage without a run directory: any model with a sampler, any output directory.
     """
     validate(cfg)
+    sampler = sampler.adapt_during(cfg.burn_in)  # MALA/HMC tune their step in burn-in only
     started = time.perf_counter()
     out = SampleDir(Path(out_dir))
     out.clear()
@@ -158,7 +161,7 @@ def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: s
     name = sampler.name
     out.write_manifest({
         "chains": cfg.chains, "steps": cfg.steps, "burn_in": cfg.burn_in, "thin": cfg.thin, "seed": cfg.seed,
-        "sampler": name, "blocks": len(blocks),
+        "sampler": name, "blocks": len(blocks), "init": getattr(sampler, "init_kind", None),
         "chains_per_block": cfg.chains_per_block, "workers": cfg.workers, "shape": list(shape),
         "device": _device(cfg), "draws_per_chain": n_draws, "seconds": seconds,
         "chain_steps_per_sec": total / max(seconds, 1e-9)})
@@ -167,11 +170,12 @@ def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: s
 
 def _diagnostics(out: SampleDir, blocks: list[Block], cfg: SampleConfig) -> dict[str, Any]:
     """R-hat/ESS of the post-burn-in energy traces of all chains together, plus acceptance rates."""
-    traces, accept, swaps = [], [], []
+    traces, accept, steps, swaps = [], [], [], []
     for b in blocks:
-        arrays = out.read_block(b.index, "energy", "acceptance", "swap_accepted", "swap_attempts")
+        arrays = out.read_block(b.index, "energy", "acceptance", "step_size", "swap_accepted", "swap_attempts")
         traces.append(arrays["energy"][:, cfg.burn_in:])
         accept.append(arrays["acceptance"])
+        steps.append(arrays["step_size"])
         if arrays["swap_attempts"].size:
             swaps.append((arrays["swap_accepted"], arrays["swap_attempts"]))
     trace = np.concatenate(traces)
@@ -181,6 +185,9 @@ def _diagnostics(out: SampleDir, blocks: list[Block], cfg: SampleConfig) -> dict
         result["acceptance_rate"] = {"mean": float(acc.mean()), "min": float(acc.min()), "max": float(acc.max())}
     if swaps:  # parallel tempering: acceptance of each neighbouring pair of temperatures, all blocks pooled
         result["swap_acceptance_rate"] = (sum(a for a, _ in swaps) / sum(t for _, t in swaps)).tolist()
+    step = np.concatenate(steps)
+    if step.size:  # the step each chain kept after burn-in adaptation
+        result["step_size"] = {"mean": float(step.mean()), "min": float(step.min()), "max": float(step.max())}
     out.write_diagnostics(result)
     return result
 
@@ -193,21 +200,53 @@ def sample(run_dir: str | Path | RunDir, cfg: SampleConfig | None = None,
 
     trained = load_trained(run_dir)
     cfg = cfg or trained.cfg.sample
-    trained.recipe.check_sampler(cfg.sampler)
-    model, sampler = trained.recipe.sampler(cfg.sampler)
+    model, sampler = family_sampler(trained, cfg)
     return run_chains(model, sampler, cfg, trained.run_dir.samples.path, trained.recipe.data.shape, progress,
                       trained.cfg.resources.ray_address)
 
 
-def load_samples(where: str | Path | RunDir | SampleDir, limit: int | None = None) -> np.ndarray:
+def family_sampler(trained, cfg: SampleConfig) -> tuple[nn.Module, Sampler]:
+    """The recipe's sampler for ``cfg``: ``sample.init`` (deep EBMs only, checked against the family)
+    picks where chains start; ``init=data`` passes up to 10,000 training points, drawn by ``cfg.seed``."""
+    trained.recipe.check_sampler(cfg.sampler)
+    problem = trained.cfg.model.check_sample(cfg)
+    if problem:
+        raise UserError(problem)
+    if cfg.init is None:
+        return trained.recipe.sampler(cfg.sampler)
+    data = _data_pool(trained, cfg.seed) if cfg.init == "data" else None
+    return trained.recipe.sampler(cfg.sampler, init=cfg.init, data=data)
+
+
+def _data_pool(trained, seed: int, limit: int = 10_000) -> torch.Tensor:
+    from pipeline.data import open_split
+
+    if trained.data is None:
+        raise UserError("sample.init=data: the run records no prepared data; use sample.init=buffer or noise")
+    x, _ = open_split(trained.data.path, "train")
+    rows = np.sort(np.random.default_rng(seed).permutation(len(x))[:limit])
+    return torch.from_numpy(np.array(x[rows], dtype=np.float32))
+
+
+def sample_dir_of(where: str | Path | RunDir | SampleDir) -> SampleDir:
+    if isinstance(where, SampleDir):
+        return where
+    return (where if isinstance(where, RunDir) else RunDir(Path(where))).samples
+
+
+def load_samples(where: str | Path | RunDir | SampleDir, limit: int | None = None,
+                 draw: int | None = None) -> np.ndarray:
     """(N, *shape) samples: the last draw of every chain first, then earlier draws, up to ``limit``.
 
-    ``where`` is a run directory (its ``samples/``) or a sample directory. Only the draws needed
-    for ``limit`` are kept while reading the blocks.
+    ``where`` is a run directory (its ``samples/``) or a sample directory. With ``draw`` (an index
+    into the kept draws: 0 the first, −1 the last) only that draw of every chain. Only the draws
+    needed for ``limit`` are kept while reading the blocks.
     """
-    if not isinstance(where, SampleDir):
-        where = (where if isinstance(where, RunDir) else RunDir(Path(where))).samples
+    where = sample_dir_of(where)
     manifest = where.read_manifest()
+    if draw is not None:
+        x = np.concatenate([where.read_block(b, "x")["x"][:, draw] for b in range(manifest["blocks"])])
+        return x[:limit] if limit else x
     keep = manifest["draws_per_chain"] if not limit else min(manifest["draws_per_chain"],
                                                              math.ceil(limit / manifest["chains"]))
     xs = [where.read_block(b, "x")["x"][:, -keep:] for b in range(manifest["blocks"])]

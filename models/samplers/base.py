@@ -70,3 +70,8 @@ class Sampler(ABC):
     def to_data(self, model: nn.Module, state: ChainState) -> Tensor:
         """Samples in data space (e.g. probabilities of the visible units, a DBN's top-down pass)."""
         return state.visible
+
+    def adapt_during(self, steps: int) -> Sampler:
+        """This sampler set to tune itself during the first ``steps`` transitions (the burn-in) and
+        stay fixed afterwards; samplers without tuning parameters return themselves."""
+        return self

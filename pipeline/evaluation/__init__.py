@@ -24,6 +24,8 @@ from pipeline.evaluation.metrics import METRICS, Features, MetricResult, frechet
 from pipeline.recipes.likelihood import LikelihoodResult
 from pipeline.rundir import RunDir, cache_dir
 
+FLOOR = "fid_real_train_vs_test"
+
 if TYPE_CHECKING:
     from pipeline.data import PreparedData
     from pipeline.sampling import SampleSet
@@ -83,12 +85,23 @@ def evaluate(run_dir: str | Path | RunDir, cfg: EvaluateConfig | None = None,
 
     trained = load_trained(run_dir)
     cfg = cfg or trained.cfg.evaluate
-    x = _samples(trained, samples, cfg.num_samples)
-    results: list[MetricResult] = []
+    x, long_run, origin = _samples(trained, samples, cfg.num_samples)
+    model_rows: list[MetricResult] = []
     if len(trained.recipe.data.shape) == 1:
-        results += _toy_metrics(trained, x)
+        sample_rows = _toy_metrics(trained, x)
+        model_rows = _toy_density(trained)
     else:
-        results += _quality_metrics(trained, cfg, x)
+        sample_rows = _quality_metrics(trained, cfg, x)
+        if long_run is not None:  # the same chains run on: does the learned energy hold up?
+            long_rows = [_renamed(r, "_long_run") for r in _quality_metrics(trained, cfg, long_run)
+                         if r.metric != FLOOR]
+            for r in long_rows:
+                r.extra["chain_steps"] = origin["long_run_steps"]
+            sample_rows += long_rows
+    for r in sample_rows:  # every sample-based row says which sampler and start produced it
+        if r.metric != FLOOR:
+            r.extra.update({k: v for k, v in origin.items() if k not in r.extra and k != "long_run_steps"})
+    results = sample_rows + model_rows
     if cfg.likelihood != "none":
         found = _likelihood(trained, cfg)
         if found is not None:
@@ -102,15 +115,36 @@ def evaluate(run_dir: str | Path | RunDir, cfg: EvaluateConfig | None = None,
     return out
 
 
-def _samples(trained: TrainedModel, samples: SampleSet | None, limit: int) -> np.ndarray:
-    """The given sample, else the run's complete sample, else one drawn by the sampling stage."""
+def _samples(trained: TrainedModel, samples: SampleSet | None,
+             limit: int) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """(samples, long-run samples or None, where they came from): the given sample, else the run's
+    complete sample, else one drawn by the sampling stage.
+
+    Chains that record a start (deep EBMs: ``sample.init``) with two or more kept draws are scored
+    twice: the first kept draw (burn_in + 1 transitions from the start: short-run, as training ran
+    them) for the main rows, and the last for the ``*_long_run`` rows.
+    """
     from pipeline.sampling import load_samples, sample
 
     if samples is not None:
-        return samples.load(limit)
-    if not trained.run_dir.samples.is_complete():
-        sample(trained.run_dir, trained.cfg.sample)
-    return load_samples(trained.run_dir, limit)
+        where = samples.dir
+    else:
+        if not trained.run_dir.samples.is_complete():
+            sample(trained.run_dir, trained.cfg.sample)
+        where = trained.run_dir.samples
+    m = where.read_manifest()
+    init = m.get("init")
+    origin: dict[str, Any] = {"sampler": m["sampler"], **({"sample_init": init} if init else {})}
+    if init and m["draws_per_chain"] >= 2:
+        last = m["burn_in"] + 1 + (m["draws_per_chain"] - 1) * m["thin"]
+        origin.update(chain_steps=m["burn_in"] + 1, long_run_steps=last)
+        return load_samples(where, limit, draw=0), load_samples(where, limit, draw=-1), origin
+    return load_samples(where, limit), None, origin
+
+
+def _renamed(r: MetricResult, suffix: str) -> MetricResult:
+    r.metric += suffix
+    return r
 
 
 def _quality_metrics(trained: TrainedModel, cfg: EvaluateConfig, samples: np.ndarray) -> list[MetricResult]:
@@ -203,3 +237,31 @@ def _toy_metrics(trained: TrainedModel, samples: np.ndarray) -> list[MetricResul
     m = mode_metrics(torch.as_tensor(samples[:2500]).float(), source.split(":", 1)[1])
     return [MetricResult(k, float(v), "mixture modes", min(len(samples), 2500),
                          seconds=time.perf_counter() - started) for k, v in m.items()]
+
+
+def _toy_density(trained: TrainedModel) -> list[MetricResult]:
+    """For 2-D energies: KL(p_data ‖ p_model) with the grid's exact log Z, and the density on the grid
+    (``eval/density.npz``, at most 256×256 cells) for the report's heat-map."""
+    recipe, source = trained.recipe, trained.cfg.data.source
+    if not hasattr(recipe, "density_grid"):
+        return []
+    from models.quadrature import kl_data_model
+
+    started = time.perf_counter()
+    grid = recipe.density_grid()
+    stride = max(1, len(grid.xs) // 256)
+    with atomic.atomic_path(density_path(trained.run_dir)) as tmp, tmp.open("wb") as f:
+        np.savez(f, xs=grid.xs[::stride].numpy(), ys=grid.ys[::stride].numpy(),
+                 log_p=grid.log_p[::stride, ::stride].numpy(), log_z=grid.log_z)
+    if not source.startswith("toy:"):
+        return []
+    kl = kl_data_model(source.split(":", 1)[1], recipe.modules["model"].eval(), grid)
+    label = f"grid quadrature ({len(grid.xs)}×{len(grid.ys)}) + Gauss–Hermite"
+    return [MetricResult("kl_data_model", kl, label, 0, seconds=time.perf_counter() - started,
+                         extra={"log_z": grid.log_z, "quadrature_error": grid.quadrature_error,
+                                "meaning": "KL(p_data ‖ p_model), exact up to quadrature"})]
+
+
+def density_path(run_dir: RunDir) -> Path:
+    """``eval/density.npz``: the 2-D model density the report draws as a heat-map."""
+    return Path(run_dir.eval_path).parent / "density.npz"

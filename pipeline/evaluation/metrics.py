@@ -49,6 +49,8 @@ class MetricResult:
             return self.likelihood.note()
         if "std" in self.extra:
             return f"± {self.extra['std']:.3g}"
+        if "sample_init" in self.extra:  # deep EBMs: which chains the number describes
+            return f"{self.extra['sampler']} chains from {self.extra['sample_init']}, {self.extra.get('chain_steps')} steps"
         return str(self.extra.get("meaning", ""))
 
 
