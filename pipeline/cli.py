@@ -48,6 +48,8 @@ def config_show(preset: str, set_: SetOpt = None) -> None:
 @app.command()
 def train(preset: str, set_: SetOpt = None,
           resume: Annotated[bool, typer.Option(help="Continue the run from its latest checkpoint.")] = False,
+          restart: Annotated[bool, typer.Option(
+              help="With --resume: start again at epoch 1 when the run has no valid checkpoint.")] = False,
           data_dir: Annotated[Optional[Path], typer.Option(help="Use this prepared-data directory.")] = None) -> None:
     """Prepare the data (cached) and train PRESET with Ray Train + Accelerate."""
     from pipeline.data import load_prepared, prepare
@@ -58,7 +60,7 @@ def train(preset: str, set_: SetOpt = None,
     data = load_prepared(data_dir) if data_dir else prepare(cfg.data, default_data_dir(cfg))
     console.print(f"data: {data.path} ({'cached' if data.cached else 'prepared'})")
     with RichProgress(console, "training") as bar:
-        result = train_stage(cfg, data, resume=resume, progress=bar.update)
+        result = train_stage(cfg, data, resume=resume, progress=bar.update, restart=restart)
     console.print(f"[bold]done[/]: {result.steps} steps, {result.epochs} epochs; model: {result.model_path}")
     console.print(f"checkpoint: {result.checkpoint}; continue with: boltzgan train {preset} --resume")
 

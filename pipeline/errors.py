@@ -21,3 +21,11 @@ class ResourceError(UserError):
 
 class TrainingDiverged(UserError):
     """The loss became NaN/inf or the energy scale blew up beyond recovery."""
+
+
+class UnsafeFileError(UserError):
+    """A file failed its hash check or needs code execution to load; it was refused, never run."""
+
+
+class BusyError(UserError):
+    """Another process holds the lock of a run or data directory."""
