@@ -21,12 +21,41 @@ def ensure_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, loopback-only instance
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(**kwargs)
+        init_local_ray(**kwargs)
+
+
+LOOPBACK = "127.0.0.1"
+
+
+def init_local_ray(**kwargs: Any) -> None:
+    """Start a single-machine Ray whose processes listen on the loopback interface only.
+
+    ``ray.init(_node_ip_address="127.0.0.1")`` alone is not enough: Ray replaces a loopback node
+    address by the machine's external one unless ``ray_constants.ENABLE_RAY_CLUSTER`` is false
+    (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read when Ray is imported; Ray's own default on
+    Windows and macOS). With a loopback node address GCS, raylet, object manager, agents and
+    workers bind 127.0.0.1. Ray's token authentication (on by default for a new local cluster
+    since Ray 2.5x; the token lives in ~/.ray/auth_token) is left as Ray sets it.
+    """
+    import ray
+    from ray._private import ray_constants
+
+    saved_env = os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR)
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"  # inherited by Ray's own processes
+    ray_constants.ENABLE_RAY_CLUSTER = False  # this process imported Ray already
+    try:
+        ray.init(_node_ip_address=LOOPBACK, **kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+        if saved_env is None:
+            os.environ.pop(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, None)
+        else:
+            os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = saved_env
 
 
 def workers_that_fit(nodes: list[dict[str, Any]], cpus_per_worker: float, gpus_per_worker: float = 0.0) -> int:
