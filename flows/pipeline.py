@@ -13,10 +13,20 @@ from prefect.tasks import exponential_backoff
 
 from flows.artifacts import ProgressRelay, artifact_key, publish_epochs, publish_metrics, publish_report
 from pipeline.config import DataConfig, EvaluateConfig, RunConfig, SampleConfig
+from pipeline.errors import UserError
+
+
+def transient_failure(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry only failures a second try may fix. A UserError (bad
+    config or data, a refused file, a diverged run) is deterministic and fails at once, unless it
+    says it is ``transient`` (a run or data directory busy with another process)."""
+    exc = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
+    return not isinstance(exc, UserError) or exc.transient
 
 
 @task(name="prepare-data", cache_policy=INPUTS + TASK_SOURCE, cache_expiration=timedelta(days=30),
-      persist_result=True, retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+      persist_result=True, retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
+      retry_condition_fn=transient_failure)
 def prepare_data_task(data: DataConfig, out_dir: str) -> str:
     """Prepare the dataset (cached: same spec and code ⇒ the stored path is returned)."""
     from pipeline.data import prepare
@@ -27,7 +37,7 @@ def prepare_data_task(data: DataConfig, out_dir: str) -> str:
     return prepared.path
 
 
-@task(name="train", retries=1, retry_delay_seconds=5)
+@task(name="train", retries=1, retry_delay_seconds=5, retry_condition_fn=transient_failure)
 def train_task(cfg: RunConfig, data_path: str) -> dict[str, Any]:
     """Train with resume=True: a retry or a re-run continues from the latest checkpoint."""
     from pipeline.data import load_prepared
@@ -43,7 +53,8 @@ def train_task(cfg: RunConfig, data_path: str) -> dict[str, Any]:
     return {"run_dir": result.run_dir, "steps": result.steps, "epochs": result.epochs}
 
 
-@task(name="sample", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+@task(name="sample", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
+      retry_condition_fn=transient_failure)
 def sample_task(run_dir: str, cfg: SampleConfig, run_name: str) -> dict[str, Any]:
     from pipeline.sampling import sample
 
@@ -53,7 +64,7 @@ def sample_task(run_dir: str, cfg: SampleConfig, run_name: str) -> dict[str, Any
     return {"path": result.path, "diagnostics": result.diagnostics}
 
 
-@task(name="evaluate", retries=1, retry_delay_seconds=5)
+@task(name="evaluate", retries=1, retry_delay_seconds=5, retry_condition_fn=transient_failure)
 def evaluate_task(run_dir: str, cfg: EvaluateConfig, run_name: str) -> list[dict[str, Any]]:
     from pipeline.evaluation import evaluate
 
