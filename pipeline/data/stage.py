@@ -21,6 +21,7 @@ from pipeline.data.sources import Raw, Source, Split, resolve_source
 from pipeline.data.store import split_table, write_splits
 from pipeline.data.transforms import binarize, conform, scale
 from pipeline.errors import DataError
+from pipeline.locks import hold
 
 FORMAT_VERSION = 2  # 2: one Arrow record batch per split (memory-mapped as one numpy view)
 
@@ -52,6 +53,12 @@ def prepare(cfg: DataConfig, out: str | Path) -> PreparedData:
     existing = _existing_output(out, fingerprint)
     if existing is not None:
         return existing
+    with hold(out, "data"):  # one writer per directory; a second one is refused, naming the holder
+        existing = _existing_output(out, fingerprint)
+        return existing if existing is not None else _build(cfg, source, fingerprint, out, started)
+
+
+def _build(cfg: DataConfig, source: Source, fingerprint: str, out: Path, started: float) -> PreparedData:
     raw = source.load()
     (train, test), split_note = _split(raw, cfg)
     (train_x, test_x), fields = _points(train, test) if source.kind == "points" else _images(train, test, cfg)
