@@ -414,7 +414,7 @@ def _run_epoch(recipe: Recipe, accelerator: Any, ctx: _Context, train_x: np.ndar
         try:
             with accelerator.accumulate(*modules):
                 metrics = recipe.train_step(batch)
-            problem = _nonfinite(metrics)
+            problem = _nonfinite(metrics) or recipe.check_divergence(batch)
         except TrainingDiverged as exc:  # raised by a recipe's own guard, after its optimiser step
             metrics, problem = {}, str(exc)
         _agree(problem, step, epoch, accelerator, ctx)

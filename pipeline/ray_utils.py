@@ -38,14 +38,18 @@ def init_local_ray(**kwargs: Any) -> None:
     address by the machine's external one unless ``ray_constants.ENABLE_RAY_CLUSTER`` is false
     (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read when Ray is imported; Ray's own default on
     Windows and macOS). With a loopback node address GCS, raylet, object manager, agents and
-    workers bind 127.0.0.1. Ray's token authentication (on by default for a new local cluster
-    since Ray 2.5x; the token lives in ~/.ray/auth_token) is left as Ray sets it.
+    workers bind 127.0.0.1. Ray's token authentication (its default for a new local cluster) stays
+    on, with a random token per driver process in RAY_AUTH_TOKEN (Ray's highest-precedence token
+    source, inherited by the processes Ray starts) rather than the shared ~/.ray/auth_token, which
+    concurrent local clusters of one user race to create. An explicit RAY_AUTH_MODE or token is
+    respected.
     """
     import ray
     from ray._private import ray_constants
 
     saved_env = os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR)
     saved = ray_constants.ENABLE_RAY_CLUSTER
+    _own_token()
     os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"  # inherited by Ray's own processes
     ray_constants.ENABLE_RAY_CLUSTER = False  # this process imported Ray already
     try:
@@ -94,3 +98,17 @@ def check_resources(num_workers: int, cpus_per_worker: float, gpus_per_worker: f
         f"placed: the Ray cluster has {cpus:g} CPU and {gpus:g} GPU in {len(nodes)} node(s), room for "
         f"{fit} such worker(s). Fix: {lower} or fewer CPUs/GPUs per worker (GPU off on a CPU-only cluster), "
         f"or join a larger cluster (resources.ray_address or RAY_ADDRESS).")
+
+
+def _own_token() -> None:
+    """Token mode with this process's own random token, unless the user configured auth."""
+    if any(os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
+        return
+    import secrets
+
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # 256 bits, as Ray's own generator
+    Config.initialize("")  # this process read RAY_AUTH_MODE already: refresh it (as Ray itself does)
+    AuthenticationTokenLoader.instance().reset_cache()

@@ -111,6 +111,11 @@ class Recipe(ABC):
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
         """The model and sampler the sampling stage runs chains with (``name`` picks a variant)."""
 
+    def check_divergence(self, batch: Batch) -> str | None:
+        """After each step: why training has diverged (named bound and value), or None. The engine
+        then restores the last checkpoint (when the family can adapt) or stops the run."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         """Training state beyond module/optimiser parameters (persistent chains, buffers, EMA)."""
         return {}
