@@ -70,6 +70,8 @@ class DataConfig(Section):
     channels: Literal["keep", "gray", "rgb"] = "keep"
     limit: int | None = Field(None, gt=0, description="keep only the first N training examples (quick runs)")
     toy_samples: int = Field(10_000, gt=0, description="number of points for toy: sources")
+    bad_images: Literal["refuse", "skip"] = Field(
+        "refuse", description="an image file that cannot be decoded: refuse = stop naming it, skip = leave it out")
     dir: str | None = Field(None, description="prepared-data directory (default: <output.root>/data/<key>)")
 
 
