@@ -57,6 +57,7 @@ def train(preset: str, set_: SetOpt = None,
     from pipeline.progress import RichProgress
 
     cfg = _config(preset, set_)
+    _guard()
     data = load_prepared(data_dir) if data_dir else prepare(cfg.data, default_data_dir(cfg))
     console.print(f"data: {data.path} ({'cached' if data.cached else 'prepared'})")
     with RichProgress(console, "training") as bar:
@@ -78,6 +79,7 @@ def run(preset: str, set_: SetOpt = None) -> None:
     from flows.pipeline import pipeline
 
     cfg = _config(preset, set_)
+    _guard()
     console.print(f"running {preset} → {cfg.run_dir}")
     out = pipeline(cfg)
     console.print(f"[bold]report[/]: {out['report']}")
@@ -109,6 +111,7 @@ def evaluate(run_dir: Path, set_: SetOpt = None) -> None:
     from pipeline.evaluation import evaluate as evaluate_stage
 
     cfg = load_config_file(run_dir / "config.yaml", set_).evaluate
+    _guard()
     result = evaluate_stage(run_dir, cfg)
     table = Table("metric", "value", "features / method", "samples", "note")
     for r in result.results:
@@ -145,6 +148,13 @@ def deploy(preset: str, set_: SetOpt = None,
                         "export PREFECT_API_URL=http://127.0.0.1:4200/api first")
     _config(preset, set_)  # validate before serving
     run_preset.serve(name=name or preset, cron=cron, parameters={"preset": preset, "overrides": set_ or []})
+
+
+def _guard() -> None:
+    """Ray and Prefect processes this command starts die with it, even on SIGKILL (pipeline.watchdog)."""
+    from pipeline.watchdog import guard_children
+
+    guard_children()
 
 
 def default_data_dir(cfg) -> Path:

@@ -97,3 +97,21 @@ def test_prefect_deployments_point_at_real_flows_and_presets():
 def test_dockerfile_installs_with_the_project_pins():
     text = (ROOT / "infra/docker/Dockerfile").read_text()
     assert "constraints.txt" in text and f"rayproject/ray:{ray.__version__}" in text
+
+
+def test_no_plaintext_secrets_and_nothing_exposed_without_auth():
+    compose = _load("infra/prefect/docker-compose.yaml")["services"]
+    assert compose["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${PREFECT_DB_PASSWORD:?")
+    assert "${PREFECT_DB_PASSWORD" in compose["prefect"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert compose["prefect"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"].startswith("${")
+    assert all(p.startswith("127.0.0.1:") for p in compose["prefect"]["ports"])
+    for rel in ("infra/ray/cluster.yaml", "infra/ray/onprem.yaml"):
+        cfg = _load(rel)
+        starts = cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]
+        assert not any("dashboard-host" in c for c in starts), rel
+        assert all("RAY_AUTH_MODE=token" in c for c in starts if c.strip() != "ray stop"), rel
+    for rel in ("infra/kuberay/raycluster.yaml", "infra/kuberay/rayjob.yaml"):
+        doc = _load(rel)
+        spec = doc["spec"] if doc["kind"] == "RayCluster" else doc["spec"]["rayClusterSpec"]
+        assert spec["authOptions"]["mode"] == "token"
+        assert spec["headGroupSpec"]["rayStartParams"].get("dashboard-host") != "0.0.0.0"
