@@ -80,17 +80,29 @@ def train_for(step: Callable[[Batch], object], x: torch.Tensor, batch_size: int,
         epoch += 1
 
 
-def domain_scores(data: PreparedData, samples: torch.Tensor, cache_dir: Path) -> dict[str, object]:
-    """FID and IS of ``samples`` under the ``domain`` extractor, plus the real train-vs-test floor."""
+MANIFOLD = ["precision", "recall", "density", "coverage"]
+
+
+def domain_scores(data: PreparedData, samples: torch.Tensor, cache_dir: Path,
+                  inception: bool = False) -> dict[str, object]:
+    """FID, IS, precision/recall and density/coverage of ``samples`` under the ``domain``
+    extractor, plus the real train-vs-test floor; with ``inception`` also the standard-Inception
+    FID (``None`` with the reason when its weights are not installed), exactly as ``boltzgan
+    evaluate`` scores a run."""
     from pipeline.evaluation import quality_metrics
 
-    cfg = EvaluateConfig(metrics=["fid", "is"], feature="domain", num_samples=len(samples))
+    cfg = EvaluateConfig(metrics=["fid", "is", *MANIFOLD], feature="domain", num_samples=len(samples))
     results = {r.metric: r for r in quality_metrics(data, samples.numpy(), cfg, cache_dir)}
     missing = [r.reason for r in results.values() if not r.available]
     if missing:
         raise SystemExit(f"domain features unavailable: {missing[0]}")
-    return {"fid": results["fid"].value, "is": results["is"].value, "floor": results["fid_real_train_vs_test"].value,
-            "label": results["fid"].extractor, "n": len(samples)}
+    out = {m: results[m].value for m in ["fid", "is", *MANIFOLD]}
+    out |= {"floor": results["fid_real_train_vs_test"].value, "label": results["fid"].extractor, "n": len(samples)}
+    if inception:
+        std = EvaluateConfig(metrics=["fid"], feature="inception", num_samples=len(samples))
+        fid = next(r for r in quality_metrics(data, samples.numpy(), std, cache_dir) if r.metric == "fid")
+        out |= {"inception_fid": fid.value, "inception_label": fid.extractor if fid.available else fid.reason}
+    return out
 
 
 def ensure_fashion() -> None:

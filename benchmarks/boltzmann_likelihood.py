@@ -84,7 +84,7 @@ def learnergy_rbm(x: np.ndarray, args) -> tuple[object, float]:
     return rbm_from(m.W.detach().numpy(), m.a.detach().numpy(), m.b.detach().numpy()), t
 
 
-def rbm_score(rbm, test: torch.Tensor, data_mean: torch.Tensor, args) -> dict:
+def rbm_score(rbm, test: torch.Tensor, data_mean: torch.Tensor, args):
     """The recipes' own scoring path for RBMs, applied to any RBM's weights."""
     from pipeline.recipes.likelihood import ais_report, rbm_log_z_ais
 
@@ -92,7 +92,7 @@ def rbm_score(rbm, test: torch.Tensor, data_mean: torch.Tensor, args) -> dict:
     with torch.no_grad():
         mean_neg_f = float((-rbm.free_energy(test.double())).mean())
         res, n_betas = rbm_log_z_ais(rbm, data_mean, args.ais_runs, args.schedule)
-    return ais_report(mean_neg_f, res, n_betas)
+    return ais_report(mean_neg_f, res, n_betas, len(test))
 
 
 def main() -> None:
@@ -134,13 +134,12 @@ def main() -> None:
 
     print(f"\nBinarised Fashion-MNIST (threshold 0.5), {len(x):,} training / {len(test):,} test images; "
           f"{args.epochs} epoch(s) per model (per layer for DBN/DBM, plus as many joint DBM epochs), batch 100, "
-          f"lr {args.lr}, AIS {args.ais_runs} runs × {rows[0][1]['ais_betas']} βs\n")
+          f"lr {args.lr}, AIS {args.ais_runs} runs × {rows[0][1].details['ais_betas']} βs\n")
     print("| model | test log-likelihood (nats) | bounds from log(Ẑ ± 3σ̂) | training wall-clock | training CPU time |")
     print("|---|---:|---|---:|---:|")
     for name, r, t in rows:
-        lo, hi = r.get("log_likelihood_lower"), r.get("log_likelihood_upper")
-        bounds = f"[{lo:.2f}, {hi:.2f}]" if lo is not None else "—"
-        print(f"| {name} | {r['log_likelihood']:.2f} | {bounds} | {t.wall:.0f} s | {t.cpu:.0f} s |")
+        bounds = f"[{r.lower:.2f}, {r.upper:.2f}]" if r.lower is not None else "—"
+        print(f"| {name} | {r.log_likelihood:.2f} | {bounds} | {t.wall:.0f} s | {t.cpu:.0f} s |")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """Prefect flows over the pipeline stages. Each task wraps one stage function one-to-one; the
-logic stays in ``pipeline/``. Tasks pass paths and small dicts, never tensors, so inputs hash."""
+logic stays in ``pipeline/``. Tasks hand each other the stages' typed results (dataclasses of
+paths and numbers, which hash and persist), so Prefect records prepare → train → sample →
+evaluate → report as dependencies of one another."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,9 +14,27 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.tasks import exponential_backoff
 
-from flows.artifacts import ProgressRelay, artifact_key, publish_epochs, publish_metrics, publish_report
+from flows.prefect_artifacts import ProgressRelay, artifact_key, publish_epochs, publish_metrics, publish_report
 from pipeline.config import DataConfig, EvaluateConfig, RunConfig, SampleConfig
 from pipeline.errors import UserError
+from pipeline.data import PreparedData
+from pipeline.engine import TrainResult
+from pipeline.evaluation import EvalResult, check_before_training
+from pipeline.report import Report
+from pipeline.rundir import RunDir, data_dir
+from pipeline.sampling import SampleSet
+
+
+@dataclass
+class PipelineResult:
+    """Everything one pipeline run produced, stage by stage."""
+
+    run_dir: str
+    data: PreparedData
+    trained: TrainResult
+    samples: SampleSet
+    evaluation: EvalResult
+    report: Report
 
 
 def transient_failure(task: Any, task_run: Any, state: Any) -> bool:
@@ -27,119 +48,115 @@ def transient_failure(task: Any, task_run: Any, state: Any) -> bool:
 @task(name="prepare-data", cache_policy=INPUTS + TASK_SOURCE, cache_expiration=timedelta(days=30),
       persist_result=True, retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
       retry_condition_fn=transient_failure)
-def prepare_data_task(data: DataConfig, out_dir: str) -> str:
-    """Prepare the dataset (cached: same spec and code ⇒ the stored path is returned)."""
+def prepare_data_task(data: DataConfig, out_dir: str) -> PreparedData:
+    """Prepare the dataset (cached: same spec and code ⇒ the stored result is returned)."""
     from pipeline.data import prepare
 
     prepared = prepare(data, out_dir)
     get_run_logger().info("data %s: %s (%d train, %d test)", "cached" if prepared.cached else "prepared",
                           prepared.path, prepared.meta.n_train, prepared.meta.n_test)
-    return prepared.path
+    return prepared
 
 
 @task(name="train", retries=1, retry_delay_seconds=5, retry_condition_fn=transient_failure)
-def train_task(cfg: RunConfig, data_path: str) -> dict[str, Any]:
+def train_task(cfg: RunConfig, data: PreparedData) -> TrainResult:
     """Train with resume=True: a retry or a re-run continues from the latest checkpoint."""
-    from pipeline.data import load_prepared
     from pipeline.engine import train
 
     relay = ProgressRelay(artifact_key(cfg.run_name, "training"), f"Training {cfg.run_name}")
-    result = train(cfg, load_prepared(data_path), resume=True, progress=relay)
+    result = train(cfg, data, resume=True, progress=relay)
     if result.skipped:
         get_run_logger().info("run %s already trained to epoch %d; skipped", cfg.run_name, result.epochs)
-    from pipeline.artifacts import read_jsonl
-
-    publish_epochs(artifact_key(cfg.run_name, "epochs"), read_jsonl(Path(result.run_dir) / "metrics.jsonl"))
-    return {"run_dir": result.run_dir, "steps": result.steps, "epochs": result.epochs}
+    publish_epochs(artifact_key(cfg.run_name, "epochs"), RunDir(Path(result.run_dir)).epochs())
+    return result
 
 
 @task(name="sample", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
       retry_condition_fn=transient_failure)
-def sample_task(run_dir: str, cfg: SampleConfig, run_name: str) -> dict[str, Any]:
+def sample_task(trained: TrainResult, cfg: SampleConfig) -> SampleSet:
     from pipeline.sampling import sample
 
-    relay = ProgressRelay(artifact_key(run_name, "sampling"), f"Sampling {cfg.chains} chains × {cfg.steps} steps")
-    result = sample(run_dir, cfg, progress=relay)
+    name = Path(trained.run_dir).name
+    relay = ProgressRelay(artifact_key(name, "sampling"), f"Sampling {cfg.chains} chains × {cfg.steps} steps")
+    result = sample(trained.run_dir, cfg, progress=relay)
     get_run_logger().info("samples: %s; diagnostics: %s", result.path, result.diagnostics)
-    return {"path": result.path, "diagnostics": result.diagnostics}
+    return result
 
 
 @task(name="evaluate", retries=1, retry_delay_seconds=5, retry_condition_fn=transient_failure)
-def evaluate_task(run_dir: str, cfg: EvaluateConfig, run_name: str) -> list[dict[str, Any]]:
+def evaluate_task(trained: TrainResult, samples: SampleSet | None, cfg: EvaluateConfig) -> EvalResult:
+    """Score ``samples`` (the sample task's output); without it, the run's own sample."""
     from pipeline.evaluation import evaluate
 
-    result = evaluate(run_dir, cfg)
+    result = evaluate(trained.run_dir, cfg, samples)
     for r in result.results:
-        get_run_logger().info("%s = %s (%s, %s samples) %s", r["metric"], r["value"], r["extractor"],
-                              r["num_samples"], r["reason"])
-    publish_metrics(artifact_key(run_name, "metrics"), result.results)
-    return result.results
+        get_run_logger().info("%s = %s (%s, %s samples) %s", r.metric, r.value, r.extractor, r.num_samples,
+                              r.reason)
+    publish_metrics(artifact_key(Path(trained.run_dir).name, "metrics"), result.results)
+    return result
 
 
 @task(name="report")
-def report_task(run_dir: str, run_name: str) -> str:
+def report_task(trained: TrainResult, evaluation: EvalResult | None, samples: SampleSet | None) -> Report:
     from pipeline.report import build_report
 
-    report = build_report(run_dir)
-    publish_report(artifact_key(run_name, "report"), report.markdown, report.figures)
-    return report.markdown_path
+    report = build_report(trained.run_dir, evaluation, samples)
+    publish_report(artifact_key(Path(trained.run_dir).name, "report"), report.markdown, report.figures)
+    return report
 
 
-def _data_dir(cfg: RunConfig) -> str:
-    from pipeline.cli import default_data_dir
+def _prepare(config: RunConfig) -> PreparedData:
+    """The prepared data; a cache hit whose output was deleted since is prepared again."""
+    from pipeline.data.meta import is_prepared
 
-    return str(default_data_dir(cfg))
-
-
-def _prepare(config: RunConfig) -> str:
-    """The prepared data's path; a cache hit whose output was deleted since is prepared again."""
-    path = prepare_data_task(config.data, _data_dir(config))
-    if not (Path(path) / "meta.json").exists():
-        get_run_logger().warning("cached prepared data %s is gone; preparing it again", path)
-        path = prepare_data_task.with_options(refresh_cache=True)(config.data, _data_dir(config))
-    return path
+    out_dir = str(data_dir(config))
+    prepared = prepare_data_task(config.data, out_dir)
+    if not is_prepared(Path(prepared.path)):
+        get_run_logger().warning("cached prepared data %s is gone; preparing it again", prepared.path)
+        prepared = prepare_data_task.with_options(refresh_cache=True)(config.data, out_dir)
+    return prepared
 
 
 @flow(name="prepare-data")
-def prepare_data(config: RunConfig) -> str:
+def prepare_data(config: RunConfig) -> PreparedData:
     return _prepare(config)
 
 
 @flow(name="train")
-def train_flow(config: RunConfig) -> dict[str, Any]:
+def train_flow(config: RunConfig) -> TrainResult:
     return train_task(config, _prepare(config))
 
 
 @flow(name="sample")
-def sample_flow(run_dir: str, config: SampleConfig) -> dict[str, Any]:
-    return sample_task(run_dir, config, Path(run_dir).name)
+def sample_flow(run_dir: str, config: SampleConfig) -> SampleSet:
+    return sample_task(TrainResult.of_run(run_dir), config)
 
 
 @flow(name="evaluate")
-def evaluate_flow(run_dir: str, config: EvaluateConfig) -> list[dict[str, Any]]:
-    return evaluate_task(run_dir, config, Path(run_dir).name)
+def evaluate_flow(run_dir: str, config: EvaluateConfig) -> EvalResult:
+    return evaluate_task(TrainResult.of_run(run_dir), None, config)
 
 
 @flow(name="report")
-def report_flow(run_dir: str) -> str:
-    return report_task(run_dir, Path(run_dir).name)
+def report_flow(run_dir: str) -> Report:
+    return report_task(TrainResult.of_run(run_dir), None, None)
 
 
 @flow(name="boltzgan-pipeline")
-def pipeline(config: RunConfig) -> dict[str, Any]:
+def pipeline_flow(config: RunConfig) -> PipelineResult:
     """prepare → train → sample → evaluate → report for one RunConfig (a form in the Prefect UI)."""
-    data_path = _prepare(config)
-    trained = train_task(config, data_path)
-    run_dir = trained["run_dir"]
-    sample_task(run_dir, config.sample, config.run_name)
-    metrics = evaluate_task(run_dir, config.evaluate, config.run_name)
-    report = report_task(run_dir, config.run_name)
-    return {"run_dir": run_dir, "report": report, "metrics": metrics}
+    check_before_training(config)
+    data = _prepare(config)
+    trained = train_task(config, data)
+    samples = sample_task(trained, config.sample)
+    evaluation = evaluate_task(trained, samples, config.evaluate)
+    report = report_task(trained, evaluation, samples)
+    return PipelineResult(trained.run_dir, data, trained, samples, evaluation, report)
 
 
 @flow(name="boltzgan-preset")
-def run_preset(preset: str = "demo", overrides: list[str] | None = None) -> dict[str, Any]:
+def run_preset(preset: str = "demo", overrides: list[str] | None = None) -> PipelineResult:
     """The pipeline for a shipped preset plus ``section.key=value`` overrides (for deployments)."""
     from pipeline.config import load_config
 
-    return pipeline(load_config(preset, overrides or []))
+    return pipeline_flow(load_config(preset, overrides or []))

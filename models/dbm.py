@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.exact import AUTO_EXACT_UNITS, check_enumerable
 from models.rbm import all_binary_states
 
 
@@ -140,8 +141,7 @@ class DBM(nn.Module):
     def log_partition(self, chunk: int = 1 << 12) -> Tensor:
         """Exact log Z by enumerating the odd layers (≤ 20 units in total), even layers summed out."""
         total = sum(self.odd_sizes())
-        if total > 20:
-            raise ValueError(f"exact log Z enumerates 2^{total} odd-layer states; use AIS")
+        check_enumerable(total, AUTO_EXACT_UNITS)
         parts = []
         for s in range(0, 2**total, chunk):
             states = all_binary_states(total, s, min(s + chunk, 2**total), dtype=self.biases[0].dtype)

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.exact import check_enumerable
+
 
 class RBM(nn.Module):
     """Bernoulli–Bernoulli RBM. ``forward(v)`` returns the per-example free energy F(v)."""
@@ -97,8 +99,7 @@ def all_binary_states(n: int, start: int = 0, stop: int | None = None, dtype=tor
 
 
 def _enumerate_logsumexp(n: int, log_weight, chunk: int) -> Tensor:
-    if n > 25:
-        raise ValueError(f"exact enumeration over {n} units is infeasible (limit 25); use AIS")
+    check_enumerable(n)
     parts = [torch.logsumexp(log_weight(all_binary_states(n, s, min(s + chunk, 2**n))), 0)
              for s in range(0, 2**n, chunk)]
     return torch.logsumexp(torch.stack(parts), 0)

@@ -20,10 +20,13 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from pipeline.rundir import MODEL_FILE
+
+__all__ = ["MODEL_FILE", "latest_valid", "list_checkpoints", "persist_checkpoint", "verify", "write_manifest"]
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "MANIFEST.json"
-MODEL_FILE = "model.pt"
 
 
 def _sha256(path: Path) -> str:

@@ -55,6 +55,7 @@ def train(preset: str, set_: SetOpt = None,
     from pipeline.data import load_prepared, prepare
     from pipeline.engine import train as train_stage
     from pipeline.progress import RichProgress
+    from pipeline.rundir import data_dir as default_data_dir
 
     cfg = _config(preset, set_)
     _guard()
@@ -76,17 +77,18 @@ def run(preset: str, set_: SetOpt = None) -> None:
     import os
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry (offline clusters)
-    from flows.pipeline import pipeline
+    from flows.pipeline import pipeline_flow
+    from pipeline.rundir import RunDir
 
     cfg = _config(preset, set_)
     _guard()
-    console.print(f"running {preset} → {cfg.run_dir}")
-    out = pipeline(cfg)
-    console.print(f"[bold]report[/]: {out['report']}")
-    for r in out["metrics"]:
-        console.print(f"  {r['metric']}: {r['value'] if r['value'] is not None else 'unavailable'}"
-                      f"  ({r['extractor']}, {r['num_samples']} samples){'  ' + r['reason'] if r['reason'] else ''}",
-                      highlight=False)
+    console.print(f"running {preset} → {RunDir.of(cfg)}")
+    out = pipeline_flow(cfg)
+    console.print(f"[bold]report[/]: {out.report.markdown_path}")
+    for r in out.evaluation.results:
+        note = r.note()
+        console.print(f"  {r.metric}: {'unavailable' if r.value is None else f'{r.value:.5g}'}"
+                      f"  ({r.extractor}, {r.num_samples} samples){'  ' + note if note else ''}", highlight=False)
     if os.environ.get("PREFECT_API_URL"):
         console.print(f"Prefect UI: {os.environ['PREFECT_API_URL'].removesuffix('/api')} (flow run 'boltzgan-pipeline')")
     else:
@@ -107,16 +109,17 @@ _sample_command()
 @app.command()
 def evaluate(run_dir: Path, set_: SetOpt = None) -> None:
     """Compute FID/KID/IS (named features), likelihoods and toy metrics; writes RUN_DIR/eval/metrics.json."""
-    from pipeline.config import load_config_file
     from pipeline.evaluation import evaluate as evaluate_stage
+    from pipeline.rundir import RunDir
 
-    cfg = load_config_file(run_dir / "config.yaml", set_).evaluate
+    run = RunDir(run_dir)
+    cfg = run.read_config(set_).evaluate
     _guard()
-    result = evaluate_stage(run_dir, cfg)
+    result = evaluate_stage(run, cfg)
     table = Table("metric", "value", "features / method", "samples", "note")
     for r in result.results:
-        table.add_row(r["metric"], "unavailable" if r["value"] is None else f"{r['value']:.5g}", r["extractor"],
-                      str(r["num_samples"]), r["reason"])
+        table.add_row(r.metric, "unavailable" if r.value is None else f"{r.value:.5g}", r.extractor,
+                      str(r.num_samples), r.note())
     Console().print(table)
     console.print(f"written: {result.path}")
 
@@ -155,17 +158,6 @@ def _guard() -> None:
     from pipeline.watchdog import guard_children
 
     guard_children()
-
-
-def default_data_dir(cfg) -> Path:
-    """Where a run's prepared data lives unless ``data.dir`` says otherwise."""
-    if cfg.data.dir:
-        return Path(cfg.data.dir)
-    return Path(cfg.output.root).expanduser().resolve() / "data" / f"{_slug(cfg.data.source)}-{cfg.fingerprint('data')}"
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text).strip("-")[:40]
 
 
 def _mount_optional() -> None:

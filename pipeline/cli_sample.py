@@ -19,18 +19,18 @@ def sample_config(run_dir: Path, options: dict[str, int | None], overrides: list
     Options become ``sample.KEY=VALUE`` overrides so that bad values are reported like any config
     error (the key, the value, the fix).
     """
-    from pipeline.config import load_config_file
+    from pipeline.rundir import RunDir
 
-    path = Path(run_dir) / "config.yaml"
-    if not path.exists():
-        raise UserError(f"sample: {run_dir} has no config.yaml; pass the directory of a trained run "
-                        f"(runs/<name>), e.g. `boltzgan sample runs/demo`")
+    run = RunDir(Path(run_dir))
+    if not run.has_config():
+        raise UserError(f"sample: {run_dir} is not a run directory (no saved config); pass the directory of a "
+                        f"trained run (runs/<name>), e.g. `boltzgan sample runs/demo`")
     named = [f"sample.{k}={v}" for k, v in options.items() if v is not None]
-    return load_config_file(path, [*(overrides or []), *named]).sample
+    return run.read_config([*(overrides or []), *named]).sample
 
 
 def sample_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A trained run directory (with model.pt and config.yaml).")],
+    run_dir: Annotated[Path, typer.Argument(help="A trained run directory (<output.root>/<run name>).")],
     chains: Annotated[Optional[int], typer.Option(help="Number of chains.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Transitions per chain.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Ray workers (0 = in this process).")] = None,

@@ -3,9 +3,11 @@
 Sections follow the five stages (data, model, train, sample, evaluate) plus ``resources`` and
 ``output``: scaling a run from a laptop to a cluster changes only ``resources`` and ``output``.
 The ``model`` section is family specific: each recipe registers a ``ModelConfig`` subclass with
-:func:`register_model_config`, and validation dispatches on ``model.family``.
+:func:`register_model_config`, and validation dispatches on ``model.family``; the JSON schema (the
+Prefect UI's form) is a union over the registered families discriminated by ``family``.
 Unknown keys and wrong types raise :class:`ConfigError` naming the key, the value and the nearest
-valid name.
+valid name. Names that registries define (samplers of the family, metrics, feature extractors, AIS
+schedules) are checked here too, so nothing that can be checked before training fails after it.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import json
 import typing
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, ValidationInfo,
+from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, TypeAdapter, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
 from pydantic_core import PydanticCustomError
@@ -34,16 +36,6 @@ class Section(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
-        """Pydantic would read ``true`` as 1 for a number field; a typed ``true`` means a switch."""
-        if isinstance(value, bool) and info.field_name in cls.model_fields:
-            ann = cls.model_fields[info.field_name].annotation
-            if bool not in (ann, *typing.get_args(ann)) and ann is not Any:
-                raise PydanticCustomError("bad_value", "is true/false, but this setting is not a switch")
-        return value
 
     @field_validator("*", mode="after")
     @classmethod
@@ -82,14 +74,31 @@ class ModelConfig(Section):
     registry: ClassVar[dict[str, type[ModelConfig]]] = {}
 
 
-def register_model_config(family: str):
-    """Class decorator: make ``cls`` the model section for ``family``."""
+def family_of(cls: type[ModelConfig]) -> str:
+    """The family a model section declares in its ``family: Literal["name"]`` field (the one place
+    a family's name is spelled)."""
+    names = get_args(cls.model_fields["family"].annotation)
+    if len(names) != 1 or not isinstance(names[0], str):
+        raise TypeError(f"{cls.__name__}.family must be declared as family: Literal['<name>'] = '<name>'")
+    return names[0]
 
-    def wrap(cls: type[ModelConfig]) -> type[ModelConfig]:
-        ModelConfig.registry[family] = cls
-        return cls
 
-    return wrap
+def register_model_config(cls: type[ModelConfig]) -> type[ModelConfig]:
+    """Class decorator: make ``cls`` the model section of the family its ``family`` field names."""
+    ModelConfig.registry[family_of(cls)] = cls
+    return cls
+
+
+class _FamilyUnionSchema:
+    """JSON schema of ``model``: a union of the registered families' sections, discriminated by
+    ``family``. Built from the registry whenever a schema is generated, so a family registered
+    after this module (a plug-in, a test) appears in it; validation dispatches the same way."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> Any:
+        _load_families()
+        families = tuple(ModelConfig.registry[f] for f in sorted(ModelConfig.registry))
+        union = families[0] if len(families) == 1 else Annotated[Union[families], Field(discriminator="family")]
+        return handler(TypeAdapter(union).core_schema)
 
 
 class TrainConfig(Section):
@@ -143,8 +152,13 @@ class SampleConfig(Section):
 class EvaluateConfig(Section):
     """The evaluation stage: sample-quality metrics and likelihoods."""
 
-    metrics: list[str] = Field(default_factory=lambda: ["fid", "kid", "is"])
-    feature: str = Field("domain", description="inception | torchscript:PATH | domain")
+    metrics: list[str] = Field(
+        default_factory=lambda: ["fid", "kid", "is", "precision", "recall", "density", "coverage"],
+        description="sample-quality metrics by name (fid, kid, is, precision, recall, density, coverage)")
+    feature: list[str] = Field(
+        default_factory=lambda: ["inception", "domain"],
+        description="feature extractors, one tier each: inception (standard FID network) | domain (a CNN "
+                    "trained on the data's labels) | torchscript:PATH; a single name or a list")
     num_samples: int = Field(1000, gt=1)
     inception_weights: str | None = Field(None, description="path of the FID Inception weights file")
     likelihood: Literal["auto", "exact", "ais", "none"] = "auto"
@@ -152,6 +166,45 @@ class EvaluateConfig(Section):
     ais_schedule: str = Field("salakhutdinov2008", description="salakhutdinov2008 | linear:N")
     workers: int = Field(1, gt=0)
     seed: int = 0
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str]) -> list[str]:
+        from pipeline.evaluation.metrics import METRICS
+
+        for name in value:
+            if name not in METRICS:
+                raise ValueError(_unknown("evaluate.metrics", name, METRICS))
+        return value
+
+    @field_validator("feature", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("feature")
+    @classmethod
+    def _known_feature(cls, value: list[str]) -> list[str]:
+        from pipeline.evaluation.extractors import feature_problem
+
+        if not value:
+            raise ValueError("evaluate.feature=[] names no extractor; use inception, domain or torchscript:PATH")
+        for name in value:
+            problem = feature_problem(name)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("ais_schedule")
+    @classmethod
+    def _known_schedule(cls, value: str) -> str:
+        from models.ais import schedule
+
+        try:
+            schedule(value)
+        except ValueError as exc:
+            raise ValueError(f"evaluate.ais_schedule={value!r}: {exc}") from None
+        return value
 
 
 class ResourcesConfig(Section):
@@ -183,7 +236,8 @@ class RunConfig(Section):
 
     name: str = "custom"
     data: DataConfig = Field(default_factory=DataConfig)
-    model: SerializeAsAny[ModelConfig] = Field(default_factory=ModelConfig)
+    model: Annotated[SerializeAsAny[ModelConfig], _FamilyUnionSchema()] = Field(
+        default_factory=lambda: _default_model(), description="the model family's section (model.family picks it)")
     train: TrainConfig = Field(default_factory=TrainConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
@@ -206,16 +260,22 @@ class RunConfig(Section):
             raise ValueError(_unknown("model.family", family, ModelConfig.registry))
         return target.model_validate(value)
 
+    @model_validator(mode="after")
+    def _sampler_of_family(self) -> RunConfig:
+        from pipeline.recipes.base import RECIPES
+
+        recipe = RECIPES.get(self.model.family)
+        if recipe is None:
+            raise ValueError(f"model.family={self.model.family!r} has a config section but no recipe; register "
+                             f"one with @register_recipe")
+        problem = recipe.sampler_problem(self.sample.sampler)
+        if problem:
+            raise ValueError(problem)
+        return self
+
     @property
     def run_name(self) -> str:
         return self.output.run_name or self.name
-
-    @property
-    def run_dir(self) -> Path:
-        """Local directory of this run's outputs (config, model, samples, report); checked to lie
-        inside ``output.root`` even when something on the way is a symbolic link."""
-        root = Path(self.output.root).expanduser().resolve()
-        return inside_root(root, root / self.run_name)
 
     def fingerprint(self, *sections: str) -> str:
         """A short hash of the given sections (all when none), for caching and run identity."""
@@ -227,13 +287,9 @@ class RunConfig(Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def inside_root(root: Path, path: Path) -> Path:
-    """``path`` when it resolves to a place inside ``root`` (symbolic links followed), else ConfigError."""
-    real = path.resolve()
-    if real != root and root not in real.parents:
-        raise ConfigError(f"output: {path} leads to {real}, outside output.root={root}; every file of a run is "
-                          f"written inside the root. Remove the link or choose another output.run_name.")
-    return path
+def _default_model() -> ModelConfig:
+    _load_families()
+    return ModelConfig.registry["rbm"]()
 
 
 def _load_families() -> None:
@@ -352,8 +408,30 @@ def load_config(preset: str | None = None, overrides: list[str] | None = None,
     return validate_config(raw)
 
 
+def _refuse_bools_as_numbers(raw: dict[str, Any]) -> None:
+    """Pydantic would read ``true`` as 1 for a number field; a typed ``true`` means a switch."""
+    if not isinstance(raw, dict):
+        return
+    for name, section in raw.items():
+        field = RunConfig.model_fields.get(name)
+        if field is None or not isinstance(section, dict):
+            continue
+        model = field.annotation
+        if name == "model":
+            _load_families()
+            model = ModelConfig.registry.get(section.get("family", "rbm"), ModelConfig)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        for key, value in section.items():
+            sub = model.model_fields.get(key)
+            if isinstance(value, bool) and sub is not None and bool not in (sub.annotation, *get_args(sub.annotation)):
+                raise ConfigError(f"config: {name}.{key} = {value} is invalid: it is true/false, but this setting "
+                                  f"is not a switch")
+
+
 def validate_config(raw: dict[str, Any]) -> RunConfig:
     """Validate a raw dict, turning pydantic's report into one readable ConfigError."""
+    _refuse_bools_as_numbers(raw)
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:

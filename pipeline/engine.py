@@ -21,18 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline import artifacts
-from pipeline.checkpoints import (MODEL_FILE, latest_valid, list_checkpoints, persist_checkpoint,
-                                  write_manifest)
-from pipeline.config import RunConfig, load_config_file, validate_config
+from pipeline import atomic as artifacts
+from pipeline.checkpoints import latest_valid, list_checkpoints, persist_checkpoint, write_manifest
+from pipeline.config import RunConfig, validate_config
 from pipeline.data import PreparedData, load_prepared, open_split
 from pipeline.errors import TrainingDiverged, UnsafeFileError, UserError
 from pipeline.recipes.base import Batch, Recipe, recipe_class
+from pipeline.rundir import MODEL_FILE, RunDir, storage_of
 from pipeline.sharding import local_batches, num_batches
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.json"
 # Config sections a resumed run may change (the rest defines the model being trained).
 RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.log_every", "train.checkpoint_every",
                      "train.keep_checkpoints", "resources", "output", "sample", "evaluate", "name"}
@@ -51,6 +50,16 @@ class TrainResult:
     resumed: bool = False
     skipped: bool = False
 
+    @classmethod
+    def of_run(cls, run_dir: str | Path) -> TrainResult:
+        """The result of a run trained earlier (from its run directory), for stages run on their own."""
+        run = RunDir(Path(run_dir))
+        state = run.read_state()
+        if state is None or not run.has_model():
+            raise UserError(f"run: {run} holds no trained model; train it first (boltzgan train PRESET)")
+        return cls(str(run), str(run.model_path), state.get("checkpoint"), state["epoch"], state["step"],
+                   state.get("metrics", {}))
+
 
 # ====================================================================================== driver
 
@@ -66,17 +75,17 @@ def train(cfg: RunConfig, data: PreparedData, resume: bool = False,
     """
     from pipeline.locks import hold
 
-    with hold(cfg.run_dir, "train"):
+    with hold(RunDir.of(cfg).path, "train"):
         return _train_locked(cfg, data, resume, progress, restart)
 
 
 def _train_locked(cfg: RunConfig, data: PreparedData, resume: bool,
                   progress: Callable[[dict[str, Any]], None] | None, restart: bool) -> TrainResult:
-    run_dir = cfg.run_dir
+    run_dir = RunDir.of(cfg)
     resumed = _check_run_dir(cfg, resume)
-    state = _read_state(run_dir)
-    if resumed and state and state.get("epoch", 0) >= cfg.train.epochs and (run_dir / MODEL_FILE).exists():
-        return TrainResult(str(run_dir), str(run_dir / MODEL_FILE), state.get("checkpoint"),
+    state = run_dir.read_state()
+    if resumed and state and state.get("epoch", 0) >= cfg.train.epochs and run_dir.has_model():
+        return TrainResult(str(run_dir), str(run_dir.model_path), state.get("checkpoint"),
                            state["epoch"], state["step"], state.get("metrics", {}), True, True)
     from_checkpoint = _resume_point(cfg, resumed, restart)
 
@@ -97,7 +106,7 @@ def _train_locked(cfg: RunConfig, data: PreparedData, resume: bool,
 
 def _run_trainer(cfg: RunConfig, data: PreparedData, from_checkpoint: bool,
                  progress: Callable[[dict[str, Any]], None] | None) -> TrainResult:
-    run_dir = cfg.run_dir
+    run_dir = RunDir.of(cfg)
     board = _progress_board()
     trainer = _make_trainer(cfg, data, from_checkpoint, board)
     outcome: dict[str, Any] = {}
@@ -144,23 +153,17 @@ def _make_trainer(cfg: RunConfig, data: PreparedData, resume: bool, board: Any) 
     return TorchTrainer(worker_loop, train_loop_config=loop_config, scaling_config=scaling, run_config=run_config)
 
 
-def storage_of(cfg: RunConfig) -> str:
-    """Ray Train storage path: ``output.storage`` or the absolute output root."""
-    return cfg.output.storage or str(Path(cfg.output.root).expanduser().resolve())
-
-
 def _check_run_dir(cfg: RunConfig, resume: bool) -> bool:
     """Refuse to overwrite another run; True when ``cfg`` resumes the run already there."""
-    run_dir = cfg.run_dir
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.exists():
+    run_dir = RunDir.of(cfg)
+    if not run_dir.has_config():
         return False
     if not resume:
         raise UserError(
             f"output: run directory {run_dir} already holds a run of '{cfg.run_name}'. Pass --resume to "
             f"continue it, or --set output.run_name=NEW (or output.root=DIR) to start another; "
             f"nothing was changed.")
-    _check_compatible(load_config_file(cfg_path), cfg)
+    _check_compatible(run_dir.read_config(), cfg)
     return True
 
 
@@ -172,18 +175,18 @@ def _resume_point(cfg: RunConfig, resumed: bool, restart: bool) -> bool:
     found = latest_valid(list_checkpoints(storage_of(cfg), cfg.run_name))
     if found is not None:
         if restart:
-            raise UserError(f"--restart: {cfg.run_dir} has a valid checkpoint (epoch {found[1]['epoch']}); drop "
+            raise UserError(f"--restart: {RunDir.of(cfg).path} has a valid checkpoint (epoch {found[1]['epoch']}); drop "
                             f"--restart to resume from it, or start a new run with --set output.run_name=NEW")
         refuse_pickles(found[0])
         return True
-    metrics = cfg.run_dir / "metrics.jsonl"
+    metrics = RunDir.of(cfg).path / "metrics.jsonl"
     logged = artifacts.read_jsonl(metrics)
     if not logged:
         log.info("run %s has no checkpoint and no logged epoch yet: starting at epoch 1", cfg.run_name)
         return False
     if not restart:
         raise UserError(
-            f"--resume: {cfg.run_dir} has no valid checkpoint (missing, corrupt or partial) although "
+            f"--resume: {RunDir.of(cfg).path} has no valid checkpoint (missing, corrupt or partial) although "
             f"{len(logged)} epoch(s) were logged; resuming would start again at epoch 1. Pass --restart to start "
             f"over (the old log is kept as metrics.jsonl.old), or put a valid checkpoint_* directory back.")
     metrics.replace(metrics.with_name("metrics.jsonl.old"))
@@ -192,21 +195,20 @@ def _resume_point(cfg: RunConfig, resumed: bool, restart: bool) -> bool:
 
 def _claim_run_dir(cfg: RunConfig, data: PreparedData, resumed: bool) -> None:
     """Write config.yaml (and data.json for a new run): from here on the directory holds this run."""
-    run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    artifacts.write_text(run_dir / "config.yaml", cfg.to_yaml())
+    run_dir = RunDir.of(cfg)
+    run_dir.write_config(cfg)
     if not resumed:
-        artifacts.write_json(run_dir / "data.json", {"path": data.path, "meta": data.meta.model_dump(mode="json")})
+        run_dir.write_data_ref(data.path, data.meta.model_dump(mode="json"))
 
 
 def _release_unstarted(cfg: RunConfig) -> None:
     """Undo the claim of a new run that failed before its first checkpoint."""
     if list_checkpoints(storage_of(cfg), cfg.run_name):
         return
-    for name in ("config.yaml", "data.json", "metrics.jsonl", STATE_FILE):
-        (cfg.run_dir / name).unlink(missing_ok=True)
+    for name in ("config.yaml", "data.json", "metrics.jsonl", "state.json"):
+        (RunDir.of(cfg).path / name).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
-        cfg.run_dir.rmdir()  # only when nothing else is in it
+        RunDir.of(cfg).path.rmdir()  # only when nothing else is in it
 
 
 def _check_compatible(old: RunConfig, new: RunConfig) -> None:
@@ -215,7 +217,7 @@ def _check_compatible(old: RunConfig, new: RunConfig) -> None:
              if not any(k == c or k.startswith(c + ".") for c in RESUMABLE_CHANGES)]
     if diffs:
         raise UserError(
-            f"--resume: the run in {new.run_dir} was trained with different settings for "
+            f"--resume: the run in {RunDir.of(new)} was trained with different settings for "
             f"{', '.join(diffs)}; resume with the same values, or start a new run with "
             f"--set output.run_name=NEW.")
 
@@ -229,11 +231,6 @@ def _flat_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def _read_state(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / STATE_FILE
-    return artifacts.read_json(path) if path.exists() else None
-
-
 def _finish(cfg: RunConfig, result: Any) -> TrainResult:
     """Verify the final checkpoint and export its model.pt to the run directory."""
     if result is not None and getattr(result, "error", None):
@@ -242,15 +239,13 @@ def _finish(cfg: RunConfig, result: Any) -> TrainResult:
     if found is None:
         raise UserError(f"train: no valid checkpoint was written under {storage_of(cfg)}/{cfg.run_name}")
     local, manifest = found
-    run_dir = cfg.run_dir
-    model_src = local / MODEL_FILE
-    with artifacts.atomic_path(run_dir / MODEL_FILE) as tmp:
-        tmp.write_bytes(model_src.read_bytes())
-    artifacts.write_digest(run_dir / MODEL_FILE)
+    run_dir = RunDir.of(cfg)
+    run_dir.install_model(local / MODEL_FILE)
+    artifacts.write_digest(run_dir.model_path)
     metrics = manifest.get("metrics", {})
-    state = {"epoch": manifest["epoch"], "step": manifest["step"], "checkpoint": str(local), "metrics": metrics}
-    artifacts.write_json(run_dir / STATE_FILE, state)
-    return TrainResult(str(run_dir), str(run_dir / MODEL_FILE), str(local), manifest["epoch"], manifest["step"],
+    run_dir.write_state({"epoch": manifest["epoch"], "step": manifest["step"], "checkpoint": str(local),
+                         "metrics": metrics})
+    return TrainResult(str(run_dir), str(run_dir.model_path), str(local), manifest["epoch"], manifest["step"],
                        metrics, resumed=False)
 
 
@@ -281,15 +276,14 @@ def _progress_board() -> Any:
     return ProgressBoard.remote()
 
 
-def _relay(board: Any, run_dir: Path, progress: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+def _relay(board: Any, run_dir: RunDir, progress: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
     """Drain worker events: epochs go to metrics.jsonl, everything to the progress callback."""
     import ray
 
     last: dict[str, Any] = {}
     for event in ray.get(board.drain.remote()):
         if event.get("kind") == "epoch":
-            artifacts.append_jsonl(run_dir / "metrics.jsonl", event["metrics"] | {"epoch": event["epoch"],
-                                                                               "step": event["step"]})
+            run_dir.append_epoch(event["metrics"] | {"epoch": event["epoch"], "step": event["step"]})
         if event.get("kind") == "diverged":
             last["diverged"] = event["message"]
         if progress is not None:
@@ -341,8 +335,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     test_x, _ = open_split(data.path, "test")
     set_seed(cfg.train.seed)  # identical initialisation on every rank
     recipe = recipe_cls(cfg, data.data_shape())
-    if hasattr(recipe, "init_from_data"):
-        recipe.init_from_data(torch.from_numpy(np.array(train_x)))
+    recipe.init_from_data(torch.from_numpy(np.array(train_x)))
     recipe.setup(accelerator)
 
     n = train_x.shape[0]
@@ -489,22 +482,21 @@ def _recover(recipe: Recipe, accelerator: Any, cfg: RunConfig, config: dict[str,
              attempt: int, message: str, board: Any) -> tuple[int, int] | None:
     """Divergence guard: restore the last good checkpoint and let the recipe adapt (returns the
     (epoch, step) to continue from), or report the divergence and return None."""
-    hook = getattr(recipe, "on_divergence_restart", None)
-    limit = getattr(cfg.model, "guard_max_restarts", 0)
+    limit = recipe.guard_max_restarts()
     found = latest_valid(list_checkpoints(config["storage"], cfg.run_name))
     where = str(found[0]) if found else "none (no checkpoint was written yet)"
-    if hook is None or attempt > limit or found is None:
+    if attempt > limit or found is None:
         full = f"{message}; last good checkpoint: {where}"
-        if hook is not None and found is not None:
+        if limit > 0 and found is not None:
             full += f"; gave up after {attempt - 1} restart(s) with lowered learning rates"
-        elif hook is not None:
+        elif limit > 0:
             full += "; nothing to restore from, so the divergence guard stopped the run"
         if rank == 0:
             ray_get_push(board, {"kind": "diverged", "message": full})
         return None
     local, manifest = found
     load_checkpoint(accelerator, recipe, local)
-    hook(attempt)
+    recipe.on_divergence_restart(attempt)
     if rank == 0:
         board.push.remote({"kind": "restart", "message": f"{message}; restored {where} (attempt {attempt})"})
     return manifest["epoch"], manifest["step"]

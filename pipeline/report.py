@@ -1,8 +1,10 @@
-"""The report stage: a Markdown summary plus PNG figures of a run (samples, curves, MCMC traces)."""
+"""The report stage: a Markdown summary plus PNG figures of a run (samples, curves, MCMC traces).
+
+It renders the typed results of the earlier stages (``EvalResult``, ``SampleSet``), handed to it by
+the flow or read back from the run directory; numbers are never re-parsed from text."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pipeline import artifacts  # noqa: E402
+from pipeline import atomic  # noqa: E402
+from pipeline.evaluation import EvalResult  # noqa: E402
+from pipeline.evaluation.metrics import MetricResult  # noqa: E402
+from pipeline.rundir import RunDir, SampleDir  # noqa: E402
+from pipeline.sampling import SampleSet, load_samples  # noqa: E402
 
 
 @dataclass
@@ -23,35 +29,30 @@ class Report:
     figures: dict[str, str] = field(default_factory=dict)  # name -> PNG path
 
 
-def build_report(run_dir: str | Path) -> Report:
-    run_dir = Path(run_dir)
-    out = run_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
+def build_report(run_dir: str | Path | RunDir, evaluation: EvalResult | None = None,
+                 samples: SampleSet | None = None) -> Report:
+    """Write ``report/`` of a run from the stages' results (read from the run when not given)."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    evaluation = evaluation if evaluation is not None else EvalResult.read(run)
+    sample_dir = samples.dir if samples is not None else run.samples
+    run.report_dir.mkdir(parents=True, exist_ok=True)
     figures = {}
-    samples = _samples(run_dir)
-    if samples is not None:
-        figures["samples"] = _save(_sample_figure(samples), out / "samples.png")
-    epochs = artifacts.read_jsonl(run_dir / "metrics.jsonl")
+    if sample_dir.is_complete():
+        figures["samples"] = _save(_sample_figure(load_samples(sample_dir, 64)), run.figure_path("samples"))
+    epochs = run.epochs()
     if epochs:
-        figures["curves"] = _save(_curves_figure(epochs), out / "curves.png")
-    traces = _energy_traces(run_dir)
+        figures["curves"] = _save(_curves_figure(epochs), run.figure_path("curves"))
+    diagnostics = sample_dir.read_diagnostics() if sample_dir.is_complete() else {}
+    traces = _energy_traces(sample_dir)
     if traces is not None:
-        figures["trace"] = _save(_trace_figure(traces, run_dir), out / "trace.png")
-    text = _markdown(run_dir, epochs, figures)
-    path = artifacts.write_text(out / "report.md", text)
+        figures["trace"] = _save(_trace_figure(traces, diagnostics), run.figure_path("trace"))
+    text = _markdown(run, run.read_state(), evaluation, diagnostics, epochs, figures)
+    path = run.write_report(text)
     return Report(str(path), text, {k: str(v) for k, v in figures.items()})
 
 
-def _samples(run_dir: Path) -> np.ndarray | None:
-    from pipeline.sampling import load_samples
-
-    if (run_dir / "samples" / "manifest.json").exists():
-        return load_samples(run_dir, 64)
-    return None
-
-
 def _save(fig, path: Path) -> Path:
-    with artifacts.atomic_path(path) as tmp:
+    with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
@@ -68,11 +69,12 @@ def _sample_figure(x: np.ndarray):
     side = int(np.ceil(np.sqrt(n)))
     imgs = x[:n]
     lo, hi = float(imgs.min()), float(imgs.max())
-    fig, axes = plt.subplots(side, side, figsize=(side, side))
+    fig, axes = plt.subplots(side, side, figsize=(side, side), squeeze=False)
     for i, ax in enumerate(np.ravel(axes)):
         ax.axis("off")
         if i < n:
             img = (imgs[i] - lo) / max(hi - lo, 1e-8)
+            img = img.reshape(-1)[None, None] if img.ndim == 1 else img
             img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
@@ -96,24 +98,20 @@ def _curves_figure(epochs: list[dict[str, Any]]):
     return fig
 
 
-def _energy_traces(run_dir: Path) -> np.ndarray | None:
-    files = sorted((run_dir / "samples").glob("block-*.npz"))
-    if not files:
+def _energy_traces(sample_dir: SampleDir) -> np.ndarray | None:
+    if not sample_dir.blocks():
         return None
-    with np.load(files[0]) as f:
-        return f["energy"][:8]
+    return sample_dir.read_block(0, "energy")["energy"][:8]
 
 
-def _trace_figure(traces: np.ndarray, run_dir: Path):
+def _trace_figure(traces: np.ndarray, diagnostics: dict[str, Any]):
     fig, ax = plt.subplots(figsize=(8, 3))
     for t in traces:
         ax.plot(t, lw=0.8)
-    diag = run_dir / "samples" / "diagnostics.json"
     title = "energy traces (first chains)"
-    if diag.exists():
-        d = json.loads(diag.read_text()).get("energy", {})
-        if d:
-            title += f" — R̂ {d['rhat']:.3f}, bulk ESS {d['ess_bulk']:.0f}, tail ESS {d['ess_tail']:.0f}"
+    d = diagnostics.get("energy", {})
+    if d:
+        title += f" — R̂ {d['rhat']:.3f}, bulk ESS {d['ess_bulk']:.0f}, tail ESS {d['ess_tail']:.0f}"
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("step")
     ax.set_ylabel("(free) energy")
@@ -121,50 +119,37 @@ def _trace_figure(traces: np.ndarray, run_dir: Path):
     return fig
 
 
-def _fmt(v: Any) -> str:
+def fmt(v: Any) -> str:
+    """A number as the report shows it (4 significant digits)."""
     if v is None:
         return "—"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _markdown(run_dir: Path, epochs: list[dict[str, Any]], figures: dict[str, Path]) -> str:
-    lines = [f"# Report: {run_dir.name}", ""]
-    state = run_dir / "state.json"
-    if state.exists():
-        s = json.loads(state.read_text())
-        lines += [f"Trained for {s['epoch']} epochs ({s['step']} steps).", ""]
-    metrics_path = run_dir / "eval" / "metrics.json"
-    if metrics_path.exists():
+def _markdown(run: RunDir, state: dict[str, Any] | None, evaluation: EvalResult | None,
+              diagnostics: dict[str, Any], epochs: list[dict[str, Any]], figures: dict[str, Path]) -> str:
+    lines = [f"# Report: {run.name}", ""]
+    if state:
+        lines += [f"Trained for {state['epoch']} epochs ({state['step']} steps).", ""]
+    if evaluation is not None:
         lines += ["## Metrics", "", "| metric | value | features / method | samples | real | note |",
                   "|---|---:|---|---:|---:|---|"]
-        for r in json.loads(metrics_path.read_text())["results"]:
-            note = r["reason"] if not r["available"] else _extra_note(r)
-            lines.append(f"| {r['metric']} | {_fmt(r['value'])} | {r['extractor']} | {r['num_samples']} | "
-                         f"{r['num_real'] or '—'} | {note} |")
+        lines += [_metric_row(r) for r in evaluation.results]
         lines.append("")
-    diag = run_dir / "samples" / "diagnostics.json"
-    if diag.exists():
-        d = json.loads(diag.read_text())
-        e = d.get("energy", {})
-        if e:
-            lines += ["## MCMC diagnostics (energy traces, all chains)", "",
-                      f"R̂ {e['rhat']:.4f} · bulk ESS {e['ess_bulk']:.0f} · tail ESS {e['ess_tail']:.0f} · "
-                      f"{e['chains']} chains × {e['draws']} draws", ""]
+    e = diagnostics.get("energy", {})
+    if e:
+        lines += ["## MCMC diagnostics (energy traces, all chains)", "",
+                  f"R̂ {e['rhat']:.4f} · bulk ESS {e['ess_bulk']:.0f} · tail ESS {e['ess_tail']:.0f} · "
+                  f"{e['chains']} chains × {e['draws']} draws", ""]
     if epochs:
         last = epochs[-1]
         lines += ["## Last epoch", "", "| " + " | ".join(last) + " |", "|" + "---|" * len(last),
-                  "| " + " | ".join(_fmt(v) for v in last.values()) + " |", ""]
+                  "| " + " | ".join(fmt(v) for v in last.values()) + " |", ""]
     for name, path in figures.items():
         lines += [f"![{name}]({Path(path).name})", ""]
     return "\n".join(lines)
 
 
-def _extra_note(r: dict[str, Any]) -> str:
-    extra = r.get("extra") or {}
-    if "std" in extra:
-        return f"± {extra['std']:.3g}"
-    if "log_likelihood_lower" in extra:
-        return f"bounds [{extra['log_likelihood_lower']:.2f}, {extra['log_likelihood_upper']:.2f}], log Ẑ {extra['log_z']:.2f}"
-    if "log_z" in extra:
-        return f"log Z {extra['log_z']:.2f}"
-    return extra.get("meaning", "")
+def _metric_row(r: MetricResult) -> str:
+    return (f"| {r.metric} | {fmt(r.value)} | {r.extractor} | {r.num_samples} | {r.num_real or '—'} | "
+            f"{r.note()} |")

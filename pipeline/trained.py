@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.artifacts import load_torch, verify_digest
-from pipeline.checkpoints import MODEL_FILE
+from pipeline.atomic import load_torch, verify_digest
 from pipeline.config import RunConfig, validate_config
-from pipeline.data import PreparedData, load_prepared
+from pipeline.data import DataShape, PreparedData, load_prepared
 from pipeline.errors import UserError
-from pipeline.recipes.base import DataShape, Recipe, recipe_class
+from pipeline.recipes.base import Recipe, recipe_class
+from pipeline.rundir import RunDir
 
 
 @dataclass
@@ -20,14 +20,15 @@ class TrainedModel:
     data: PreparedData
     epoch: int
     step: int
+    run_dir: RunDir
 
 
-def load_trained(run_dir: str | Path) -> TrainedModel:
+def load_trained(run_dir: str | Path | RunDir) -> TrainedModel:
     """Rebuild the recipe on the CPU from ``model.pt`` (modules in eval mode, training state restored)."""
-    run_dir = Path(run_dir)
-    path = run_dir / MODEL_FILE
+    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    path = run_dir.model_path
     if not path.exists():
-        raise UserError(f"run: {run_dir} has no {MODEL_FILE}; train it first (boltzgan train PRESET) "
+        raise UserError(f"run: {run_dir} has no {path.name}; train it first (boltzgan train PRESET) "
                         f"or pass the directory of a finished run")
     blob = load_model_file(path)
     cfg = validate_config(blob["config"])
@@ -39,9 +40,9 @@ def load_trained(run_dir: str | Path) -> TrainedModel:
         recipe.modules[name].load_state_dict(state)
         recipe.modules[name].eval()
     recipe.load_state_dict(blob.get("state", {}))
-    data_ref = run_dir / "data.json"
-    data = load_prepared(_data_path(data_ref)) if data_ref.exists() else None
-    return TrainedModel(cfg, recipe, data, blob["epoch"], blob["step"])
+    data_path = run_dir.data_path()
+    data = load_prepared(data_path) if data_path else None
+    return TrainedModel(cfg, recipe, data, blob["epoch"], blob["step"], run_dir)
 
 
 def load_model_file(path: Path) -> dict:
@@ -52,9 +53,3 @@ def load_model_file(path: Path) -> dict:
     if not isinstance(blob, dict) or not {"family", "config", "modules", "data_shape"} <= set(blob):
         raise UserError(f"run: {path} is not a boltzgan model file (missing family/config/modules); re-create it")
     return blob
-
-
-def _data_path(ref: Path) -> str:
-    import json
-
-    return json.loads(ref.read_text())["path"]

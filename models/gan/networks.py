@@ -1,9 +1,10 @@
 """GAN networks sized from the data: MLPs (toys, 8×8 digits) and DCGAN (Radford et al. 2015).
 
 Discriminators return one logit (or critic value) per example. Spectral normalisation (Miyato et
-al. 2018) is a switch on every discriminator layer. The DCGAN discriminator has no batch norm:
-batch statistics would couple the examples of one forward pass, which both breaks the gradient
-penalty (per-example gradients) and the single forward over real and fake examples concatenated.
+al. 2018) is a switch on every discriminator layer. Batch norm in the DCGAN discriminator (as in
+Radford et al. 2015) is a switch too, off by default: batch statistics couple the examples of a
+forward pass, which breaks per-example gradient penalties and means real and fake examples must
+go through D in separate forwards (the recipe does so when it is on).
 """
 
 from __future__ import annotations
@@ -76,14 +77,17 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """Strided convs with LeakyReLU (no batch norm: safe with gradient penalties) → one logit."""
+    """Strided convs with LeakyReLU → one logit; batch norm after the second conv when asked
+    (Radford et al. 2015; not with gradient penalties)."""
 
-    def __init__(self, shape: tuple[int, int, int], width: int = 64, spectral: bool = False):
+    def __init__(self, shape: tuple[int, int, int], width: int = 64, spectral: bool = False,
+                 batch_norm: bool = False):
         super().__init__()
         c, h, w = shape
+        norm = [nn.BatchNorm2d(width * 2)] if batch_norm else []
         self.net = nn.Sequential(
             _sn(nn.Conv2d(c, width, 4, 2, 1), spectral), nn.LeakyReLU(0.2),
-            _sn(nn.Conv2d(width, width * 2, 4, 2, 1), spectral), nn.LeakyReLU(0.2),
+            _sn(nn.Conv2d(width, width * 2, 4, 2, 1), spectral), *norm, nn.LeakyReLU(0.2),
             nn.Flatten(), _sn(nn.Linear(width * 2 * (h // 4) * (w // 4), 1), spectral))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -105,12 +109,14 @@ def dcgan_init(module: nn.Module) -> None:
 
 
 def build_networks(net: str, latent_dim: int, shape: tuple[int, ...], hidden: int, layers: int,
-                   spectral: bool, bounded: bool) -> tuple[nn.Module, nn.Module]:
+                   spectral: bool, bounded: bool, d_batch_norm: bool = False) -> tuple[nn.Module, nn.Module]:
     """(G, D) for ``net`` = mlp | dcgan, sized from the data ``shape`` ((2,) toys or (C, H, W))."""
+    if d_batch_norm and net != "dcgan":
+        raise ValueError("model.d_batch_norm=true needs model.net=dcgan (the MLP discriminator has no batch norm)")
     if net == "dcgan":
         if len(shape) != 3:
             raise ValueError(f"model.net=dcgan needs image data (C, H, W), got shape {shape}; use model.net=mlp")
-        G, D = DCGANGenerator(latent_dim, shape, hidden), DCGANDiscriminator(shape, hidden, spectral)
+        G, D = DCGANGenerator(latent_dim, shape, hidden), DCGANDiscriminator(shape, hidden, spectral, d_batch_norm)
         dcgan_init(G)
         dcgan_init(D)
         return G, D

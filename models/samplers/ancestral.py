@@ -1,8 +1,8 @@
 """Ancestral sampling for generators: each step draws fresh latents and maps them through G.
 
-The chain state holds the latent z ~ N(0, I); ``to_data`` is G(z). Its "energy" is the latent's
-Gaussian energy ½‖z‖², so the shared diagnostics still run (draws are independent, so R-hat ≈ 1
-is expected). All randomness comes from the passed generator, so a seeded block of chains gives the
+The chain state holds the latent z ~ N(0, I); ``to_data`` is G(z). Draws are independent, so
+there is no Markov chain to diagnose (``has_chains = False``: the sampling stage skips R-hat/ESS
+and says so); the "energy" ½‖z‖² only fills the shared trace format. All randomness comes from the passed generator, so a seeded block of chains gives the
 same samples on any number of workers.
 """
 
@@ -19,6 +19,7 @@ from models.samplers.base import ChainState, Sampler
 @register("sampler", "ancestral")
 class AncestralSampler(Sampler):
     name = "ancestral"
+    has_chains = False
 
     def __init__(self, latent_dim: int):
         self.latent_dim = latent_dim

@@ -54,6 +54,9 @@ class Sampler(ABC):
     so that a seeded generator per block of chains reproduces the sample on any number of workers."""
 
     name: str = "sampler"
+    # False for samplers whose draws are independent (ancestral passes): there is no chain to
+    # diagnose, so the sampling stage skips R-hat/ESS and says so.
+    has_chains: bool = True
 
     @abstractmethod
     def init(self, model: nn.Module, n: int, generator: torch.Generator | None = None) -> ChainState:

@@ -5,8 +5,8 @@ saved with ``save_to_disk``) and ``meta.json`` (:class:`DataMeta`). :func:`open_
 split's images as a zero-copy (N, D) view of the memory-mapped Arrow file.
 """
 
-from pipeline.data.meta import DataMeta, PreparedData, load_prepared
+from pipeline.data.meta import DataMeta, DataShape, PreparedData, load_prepared
 from pipeline.data.stage import prepare
 from pipeline.data.store import open_split
 
-__all__ = ["DataMeta", "PreparedData", "load_prepared", "open_split", "prepare"]
+__all__ = ["DataMeta", "DataShape", "PreparedData", "load_prepared", "open_split", "prepare"]

@@ -33,15 +33,30 @@ class DataMeta(BaseModel):
 
 
 @dataclass(frozen=True)
+class DataShape:
+    """What a recipe needs to know of the prepared data to size its networks (saved in model.pt)."""
+
+    shape: tuple[int, ...]
+    value_range: tuple[float, float]
+    binary: bool
+    num_classes: int | None = None
+
+    @property
+    def dim(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+@dataclass(frozen=True)
 class PreparedData:
     path: str
     meta: DataMeta
     cached: bool = False
 
-    def data_shape(self):
+    def data_shape(self) -> DataShape:
         """What a recipe needs to size its networks."""
-        from pipeline.recipes.base import DataShape
-
         m = self.meta
         return DataShape(shape=tuple(m.shape), value_range=tuple(m.value_range), binary=m.binarize != "none",
                          num_classes=m.num_classes)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import artifacts
+from pipeline import atomic
 from pipeline.config import DataConfig
 from pipeline.data.meta import META, DataMeta, PreparedData, is_prepared, load_prepared
 from pipeline.data.sources import Raw, Source, Split, resolve_source
@@ -67,10 +67,10 @@ def _build(cfg: DataConfig, source: Source, fingerprint: str, out: Path, started
     meta = DataMeta(source=cfg.source, fingerprint=fingerprint, n_train=len(train_x), n_test=len(test_x),
                     num_classes=_num_classes(raw, train, test), class_names=raw.class_names, split=split_note,
                     **fields)
-    with artifacts.atomic_dir(out) as tmp:
+    with atomic.atomic_dir(out) as tmp:
         write_splits(tmp, {"train": split_table(train_x, train.labels), "test": split_table(test_x, test.labels)})
         meta.seconds = round(time.perf_counter() - started, 3)
-        artifacts.write_text(tmp / META, meta.model_dump_json(indent=2) + "\n")
+        atomic.write_text(tmp / META, meta.model_dump_json(indent=2) + "\n")
     return load_prepared(out)
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline import artifacts
+from pipeline import atomic
 
 
 class DomainCNN(nn.Module):
@@ -85,6 +85,6 @@ def load_or_train(cache_dir: Path, prepared_path: str, fingerprint: str) -> tupl
                                   tuple(meta.shape), meta.num_classes)
     info = {"num_classes": meta.num_classes, "test_accuracy": acc, "train_examples": len(y_train),
             "seconds": time.perf_counter() - started, "source": meta.source}
-    artifacts.save_torch(where / "classifier.pt", model.state_dict())
-    artifacts.write_json(where / "info.json", info)
+    atomic.save_torch(where / "classifier.pt", model.state_dict())
+    atomic.write_json(where / "info.json", info)
     return model, info

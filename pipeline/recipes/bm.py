@@ -13,12 +13,12 @@ from models.samplers.base import Sampler
 from models.samplers.gibbs import GibbsSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
+from models.exact import AUTO_EXACT_UNITS, can_enumerate
 from pipeline.recipes.energy import EnergyRecipe
+from pipeline.recipes.likelihood import LikelihoodResult
 
-EXACT_LIMIT = 20
 
-
-@register_model_config("bm")
+@register_model_config
 class BMConfig(ModelConfig):
     family: Literal["bm"] = "bm"
     temperature: float = Field(1.0, gt=0)
@@ -31,8 +31,8 @@ class BMConfig(ModelConfig):
 
 @register_recipe
 class BMRecipe(EnergyRecipe):
-    family = "bm"
     config_cls = BMConfig
+    samplers = ("gibbs",)
 
     def build_modules(self) -> dict[str, nn.Module]:
         self.chains: Tensor | None = None
@@ -42,11 +42,10 @@ class BMRecipe(EnergyRecipe):
     @property
     def exact(self) -> bool:
         m = self.mcfg
-        return m.training == "exact" or (m.training == "auto" and self.data.dim <= EXACT_LIMIT)
+        return m.training == "exact" or (m.training == "auto" and can_enumerate(self.data.dim))
 
     def after_setup(self) -> None:
-        rank = self.accelerator.process_index if self.accelerator is not None else 0
-        self.gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed * 1000 + rank)
+        self.gen = self.rank_generator()
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         if not self.exact:
@@ -76,24 +75,23 @@ class BMRecipe(EnergyRecipe):
     def epoch_metrics(self, train_x: Tensor, test_x: Tensor) -> dict[str, float]:
         model = self.modules["model"]
         out = {"energy_train": model(train_x).mean().item(), "energy_test": model(test_x).mean().item()}
-        if self.data.dim <= EXACT_LIMIT:
+        if can_enumerate(self.data.dim):
             log_z = model.log_partition()
             out["log_likelihood_train"] = float(model.log_likelihood(train_x, log_z).mean())
             out["log_likelihood_test"] = float(model.log_likelihood(test_x, log_z).mean())
         return out
 
     def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
-                   schedule: str = "salakhutdinov2008", ais_runner: Any = None) -> dict[str, Any]:
+                   schedule: str = "salakhutdinov2008", ais_runner: Any = None) -> LikelihoodResult:
         model = self.modules["model"].cpu()
         n = int(test_x.shape[0])
-        if self.data.dim > EXACT_LIMIT:
-            return {"method": "exact", "log_likelihood": None, "test_examples": n,
-                    "reason": f"exact enumeration needs n ≤ {EXACT_LIMIT} units (n = {self.data.dim}); AIS for the "
-                              f"fully visible BM is not implemented"}
+        if not can_enumerate(self.data.dim):
+            return LikelihoodResult("exact", None, n, reason=f"exact enumeration needs n ≤ {AUTO_EXACT_UNITS} units "
+                                    f"(n = {self.data.dim}); AIS for the fully visible BM is not implemented")
         with torch.no_grad():
             log_z = float(model.log_partition())
             ll = float(model.log_likelihood(test_x.reshape(n, -1), torch.tensor(log_z)).mean())
-        return {"method": "exact", "log_z": log_z, "log_likelihood": ll, "test_examples": n}
+        return LikelihoodResult("exact", ll, n, log_z=log_z)
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
         return self.modules["model"], GibbsSampler(output="sample")

@@ -19,14 +19,15 @@ from models.samplers.dbn_dbm import DBMGibbsSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
-from pipeline.recipes.likelihood import AISRunner, ais_report, in_process_runner
+from models.exact import can_enumerate
+from pipeline.recipes.likelihood import AISRunner, LikelihoodResult, ais_report, in_process_runner
 
 
 def _dbm_ais_run(model: DBM, n_runs: int, generator: torch.Generator | None, *, betas: Tensor) -> Tensor:
     return model.ais_log_weights(betas, n_runs, generator)
 
 
-@register_model_config("dbm")
+@register_model_config
 class DBMConfig(ModelConfig):
     family: Literal["dbm"] = "dbm"
     hidden: list[int] = Field(default_factory=lambda: [500, 1000], min_length=2)
@@ -41,8 +42,8 @@ class DBMConfig(ModelConfig):
 
 @register_recipe
 class DBMRecipe(EnergyRecipe):
-    family = "dbm"
     config_cls = DBMConfig
+    samplers = ("dbm-gibbs",)
     trains_layerwise = True  # pretraining phases leave the other weights without gradients
 
     def build_modules(self) -> dict[str, nn.Module]:
@@ -66,8 +67,7 @@ class DBMRecipe(EnergyRecipe):
             self.dbm.biases[0].copy_(torch.log(p / (1 - p)))
 
     def after_setup(self) -> None:
-        rank = self.accelerator.process_index if self.accelerator is not None else 0
-        self.gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed * 1000 + rank)
+        self.gen = self.rank_generator()
 
     # ------------------------------------------------------------------ the two phases
     def positive(self, batch: Batch) -> list[Tensor] | LayerPair:
@@ -114,25 +114,24 @@ class DBMRecipe(EnergyRecipe):
         return {"reconstruction_error": recon, "mean_field_bound_unnormalised": float(self.dbm.mean_field_bound(v).mean())}
 
     def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
-                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> dict[str, Any]:
+                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> LikelihoodResult:
         """Exact test log-likelihood when the odd layers total ≤ 20 units; otherwise AIS log Ẑ (odd layers,
         even ones summed out) and the mean-field lower bound, as Salakhutdinov & Hinton report."""
         dbm = copy.deepcopy(self.dbm).cpu().double()
         v = test_x.reshape(test_x.shape[0], -1).double()
         n = int(v.shape[0])
         with torch.no_grad():
-            if method != "ais" and sum(dbm.odd_sizes()) <= 20:
+            if method != "ais" and can_enumerate(sum(dbm.odd_sizes())):
                 log_z = float(dbm.log_partition())
                 ll = float(dbm.log_unnormalized_visible(v).mean()) - log_z
-                return {"method": "exact", "log_z": log_z, "log_likelihood": ll, "test_examples": n}
+                return LikelihoodResult("exact", ll, n, log_z=log_z)
             betas = ais.schedule(schedule)
             run = functools.partial(_dbm_ais_run, betas=betas)
             log_w = (ais_runner or in_process_runner())(dbm, run, ais_runs)
             res = ais.combine_log_weights(log_w, dbm.base_log_z())
             bound = float(dbm.mean_field_bound(v, self.mcfg.bound_iterations).mean())
-        return ais_report(bound, res, len(betas)) | {
-            "method": "ais + mean-field bound", "test_examples": n,
-            "note": "log_likelihood is the mean-field lower bound minus the AIS log Ẑ"}
+        return ais_report(bound, res, len(betas), n, "ais + mean-field bound",
+                          note="log_likelihood is the mean-field lower bound minus the AIS log Ẑ")
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
         return self.dbm, DBMGibbsSampler()

@@ -22,10 +22,11 @@ from models.samplers.dbn_dbm import DBNSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
-from pipeline.recipes.likelihood import AISRunner, ais_report, rbm_log_z_ais
+from models.exact import DBN_EXACT_H1_UNITS, can_enumerate
+from pipeline.recipes.likelihood import AISRunner, LikelihoodResult, ais_report, rbm_log_z_ais
 
 
-@register_model_config("dbn")
+@register_model_config
 class DBNConfig(ModelConfig):
     family: Literal["dbn"] = "dbn"
     hidden: list[int] = Field(default_factory=lambda: [500, 1000], min_length=2,
@@ -38,8 +39,8 @@ class DBNConfig(ModelConfig):
 
 @register_recipe
 class DBNRecipe(EnergyRecipe):
-    family = "dbn"
     config_cls = DBNConfig
+    samplers = ("dbn-ancestral",)
     trains_layerwise = True
 
     def build_modules(self) -> dict[str, nn.Module]:
@@ -60,8 +61,7 @@ class DBNRecipe(EnergyRecipe):
         self.dbn.rbms[0].init_visible_bias(self.data_mean)
 
     def after_setup(self) -> None:
-        rank = self.accelerator.process_index if self.accelerator is not None else 0
-        self.gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed * 1000 + rank)
+        self.gen = self.rank_generator()
 
     def positive(self, batch: Batch) -> LayerInput:
         layer = self.layer_of(batch.epoch)
@@ -92,7 +92,7 @@ class DBNRecipe(EnergyRecipe):
         return out
 
     def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
-                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> dict[str, Any]:
+                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> LikelihoodResult:
         """The variational lower bound on test log p(v) (S&M 2008), top log Z exact or (``method="ais"``
         or a large top RBM) by AIS, whose log(Ẑ ± 3σ̂) interval becomes the bound's interval;
         exact log p(v) for two hidden layers when h1 and the top RBM are small enough to enumerate."""
@@ -102,24 +102,24 @@ class DBNRecipe(EnergyRecipe):
         with torch.no_grad():
             top_input = dbn.up(x, len(dbn.rbms) - 1, torch.Generator().manual_seed(0))
             res = None
-            if method != "ais" and min(top.n_visible, top.n_hidden) <= 20:
+            if method != "ais" and can_enumerate(min(top.n_visible, top.n_hidden)):
                 log_z = float(copy.deepcopy(top).double().log_partition())
             else:
                 res, n_betas = rbm_log_z_ais(copy.deepcopy(top).double(), top_input.mean(0), ais_runs, schedule,
                                              ais_runner)
                 log_z = res.log_z
             n = int(x.shape[0])
-            if len(dbn.rbms) == 2 and dbn.rbms[0].n_hidden <= 16 and res is None:
+            if len(dbn.rbms) == 2 and can_enumerate(dbn.rbms[0].n_hidden, DBN_EXACT_H1_UNITS) and res is None:
                 ll = float(dbn.exact_log_p(x, log_z).mean())
-                return {"method": "exact", "log_z": log_z, "log_likelihood": ll, "test_examples": n}
+                return LikelihoodResult("exact", ll, n, log_z=log_z)
             gen = torch.Generator().manual_seed(0)
             bound = float(dbn.log_p_lower(x, 0, log_z, self.mcfg.bound_samples, gen).mean())
-        out = {"method": "variational bound (S&M 2008)", "test_examples": n,
-               "note": "a lower bound on the test log-likelihood"}
+        method_name, note = "variational bound (S&M 2008)", "a lower bound on the test log-likelihood"
         if res is None:
-            return {"log_z": log_z, "top_log_z_method": "exact", "log_likelihood": bound} | out
+            return LikelihoodResult(method_name, bound, n, log_z=log_z,
+                                    details={"top_log_z_method": "exact", "note": note})
         # the bound moves with the top log Ẑ: its log(Ẑ ± 3σ̂) interval becomes the bound's interval
-        return ais_report(bound + log_z, res, n_betas) | {"top_log_z_method": "ais"} | out
+        return ais_report(bound + log_z, res, n_betas, n, method_name, top_log_z_method="ais", note=note)
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
         return self.dbn, DBNSampler()

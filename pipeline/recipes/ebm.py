@@ -21,7 +21,7 @@ from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
 
 
-@register_model_config("ebm")
+@register_model_config
 class EBMConfig(ModelConfig):
     family: Literal["ebm"] = "ebm"
     net: Literal["mlp", "conv"] = "mlp"
@@ -44,8 +44,8 @@ class EBMConfig(ModelConfig):
 
 @register_recipe
 class EBMRecipe(EnergyRecipe):
-    family = "ebm"
     config_cls = EBMConfig
+    samplers = ("langevin", "long-run", "mala")
 
     def build_modules(self) -> dict[str, nn.Module]:
         m = self.mcfg
@@ -58,8 +58,7 @@ class EBMRecipe(EnergyRecipe):
                                       m.spectral_norm)}
 
     def after_setup(self) -> None:
-        rank = self.accelerator.process_index if self.accelerator is not None else 0
-        self.gen.manual_seed(self.cfg.train.seed * 1000 + rank)
+        self.gen.manual_seed(self.rank_seed())  # the replay buffer shares this generator: reseed, not replace
         self.base_lrs = [g["lr"] for opt in self.optimizers.values() for g in opt.param_groups]
 
     def langevin(self) -> LangevinSampler:
@@ -108,6 +107,9 @@ class EBMRecipe(EnergyRecipe):
                                    f"(loss {metrics['loss']:.3g})")
         return metrics
 
+    def guard_max_restarts(self) -> int:
+        return self.mcfg.guard_max_restarts
+
     def on_divergence_restart(self, attempt: int) -> None:
         """After the engine restored the last good checkpoint: lower the lr and reseed the chains."""
         factor = self.mcfg.guard_lr_factor ** attempt
@@ -115,7 +117,7 @@ class EBMRecipe(EnergyRecipe):
         for opt in self.optimizers.values():
             for group in opt.param_groups:
                 group["lr"] = next(lrs, group["lr"]) * factor
-        self.gen.manual_seed(self.cfg.train.seed * 1000 + 7919 * attempt)
+        self.gen.manual_seed(self.rank_seed(stream=attempt))
 
     @torch.no_grad()
     def epoch_metrics(self, train_x: Tensor, test_x: Tensor) -> dict[str, float]:

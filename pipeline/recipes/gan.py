@@ -23,7 +23,9 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
+from models.gan.augment import diff_augment
 from models.gan.losses import clip_weights, gan_loss, gradient_penalty, interpolates
+from models.gan.regularizers import LeCam, r1_penalty
 from models.gan.networks import build_networks, sample_latent
 from models.samplers.ancestral import AncestralSampler
 from models.samplers.base import Sampler
@@ -39,7 +41,7 @@ BCE_LOSSES = ("minimax", "nonsaturating")  # D = σ(logit) is a probability
 Optimizer = Literal["sgd", "adam", "rmsprop"]
 
 
-@register_model_config("gan")
+@register_model_config
 class GANConfig(ModelConfig):
     family: Literal["gan"] = "gan"
     loss: Literal["minimax", "nonsaturating", "wgan", "wgan-gp", "hinge"] = Field(
@@ -59,6 +61,22 @@ class GANConfig(ModelConfig):
     betas_d: tuple[float, float] | None = Field(None, description="discriminator Adam betas (default train.betas)")
     optimizer_g: Optimizer | None = Field(None, description="generator optimiser (default train.optimizer)")
     optimizer_d: Optimizer | None = Field(None, description="discriminator optimiser (default train.optimizer)")
+    augment: list[Literal["color", "translation", "cutout"]] = Field(
+        default_factory=list, description="DiffAugment policies (Zhao et al. 2020) on real and fake images, "
+                                          "in D and G steps; e.g. [color, translation, cutout]")
+    r1_gamma: float = Field(0.0, ge=0, description="R1 penalty γ/2·E‖∇D(x)‖² on real data (Mescheder et al. "
+                                                   "2018); 0 = off")
+    lecam_lambda: float = Field(0.0, ge=0, description="LeCam regularisation weight (Tseng et al. 2021); 0 = off")
+    lecam_decay: float = Field(0.99, gt=0, lt=1, description="EMA decay of LeCam's D-output anchors")
+    d_batch_norm: bool = Field(False, description="batch norm in the DCGAN discriminator (Radford et al. 2015); "
+                                                  "D then sees real and fake in separate forwards")
+
+    @model_validator(mode="after")
+    def _batch_norm_without_penalties(self) -> GANConfig:
+        if self.d_batch_norm and (self.loss == "wgan-gp" or self.r1_gamma > 0):
+            raise ValueError("model.d_batch_norm=true couples the examples of a batch, which per-example gradient "
+                             "penalties (wgan-gp, model.r1_gamma) assume independent; turn one of them off")
+        return self
 
     @model_validator(mode="after")
     def _lipschitz(self) -> GANConfig:
@@ -73,8 +91,8 @@ class GANConfig(ModelConfig):
 
 @register_recipe
 class GANRecipe(Recipe):
-    family = "gan"
     config_cls = GANConfig
+    samplers = ("ancestral",)
 
     def build_modules(self) -> dict[str, nn.Module]:
         m = self.mcfg
@@ -85,9 +103,13 @@ class GANRecipe(Recipe):
         bounded = len(self.data.shape) == 3  # images live in a bounded range (tanh); toy points do not
         try:
             G, D = build_networks(m.net, m.latent_dim, tuple(self.data.shape), m.hidden, m.layers,
-                                  m.spectral_norm, bounded)
+                                  m.spectral_norm, bounded, m.d_batch_norm)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        if m.augment and not bounded:
+            raise ConfigError(f"model.augment={m.augment}: DiffAugment transforms images; the data has shape "
+                              f"{tuple(self.data.shape)}. Use model.augment=[] for non-image data")
+        self.lecam = LeCam(m.lecam_decay) if m.lecam_lambda > 0 else None
         self.loss = gan_loss(m.loss)
         self.d_steps = 0
         self.last_g: dict[str, float] = {}
@@ -119,26 +141,47 @@ class GANRecipe(Recipe):
         return metrics | self.last_g | {"g_step": float(stepped)}
 
     def _critic_step(self, batch: Batch) -> dict[str, float]:
-        """One forward of D over [real, fake(, interpolates)] so DDP sees one forward per backward."""
-        real = batch.x
-        n = real.shape[0]
+        """One D step on (augmented) real and fake images plus the configured penalties.
+
+        Without batch norm in D, one forward over [real, fake(, interpolates)] so DDP sees one
+        forward per backward; with it, real and fake go through D separately (batch statistics
+        of one kind each, as in Radford et al. 2015).
+        """
+        m = self.mcfg
+        n = batch.x.shape[0]
         with torch.no_grad():
-            fake = self.net("G")(sample_latent(n, self.mcfg.latent_dim, device=real.device))
-        gp = self.mcfg.loss == "wgan-gp"
-        parts = [real, fake] + ([interpolates(real, fake)] if gp else [])
-        logits = self.net("D")(torch.cat(parts))
-        r, f = logits[:n], logits[n:2 * n]
+            fake = self.net("G")(sample_latent(n, m.latent_dim, device=batch.x.device))
+        real, fake = self._augment(batch.x), self._augment(fake)
+        if m.r1_gamma > 0:
+            real = real.detach().requires_grad_(True)
+        gp = m.loss == "wgan-gp"
+        if m.d_batch_norm:
+            r, f = self.net("D")(real), self.net("D")(fake)
+            extra = None
+        else:
+            parts = [real, fake] + ([interpolates(real.detach(), fake)] if gp else [])
+            logits = self.net("D")(torch.cat(parts))
+            r, f, extra = logits[:n], logits[n:2 * n], logits[2 * n:]
         d_loss = self.loss.d_loss(r, f)
-        # the penalty's gradient w.r.t. x̂ needs create_graph=True (inside gradient_penalty)
-        penalty = gradient_penalty(logits[2 * n:], parts[2], self.mcfg.gp_lambda) if gp else None
-        self.optimize("D", d_loss if penalty is None else d_loss + penalty, batch)
-        if self.mcfg.clip is not None:
-            clip_weights(self.modules["D"], self.mcfg.clip)
+        penalties: dict[str, Tensor] = {}
+        # the penalties' gradients w.r.t. the inputs need create_graph=True (inside each function)
+        if gp:
+            penalties["gradient_penalty"] = gradient_penalty(extra, parts[2], m.gp_lambda)
+        if m.r1_gamma > 0:
+            penalties["r1_penalty"] = r1_penalty(r, real, m.r1_gamma)
+        if self.lecam is not None:
+            penalties["lecam_penalty"] = m.lecam_lambda * self.lecam.penalty(r, f)
+        self.optimize("D", d_loss + sum(penalties.values()), batch)
+        if m.clip is not None:
+            clip_weights(self.modules["D"], m.clip)
         out = {"d_loss": d_loss.item(), "grad_norm_d": _grad_norm(self.modules["D"])}
-        out |= _discriminator_outputs(self.mcfg.loss, r.detach(), f.detach())
-        if penalty is not None:
-            out["gradient_penalty"] = penalty.item()
+        out |= _discriminator_outputs(m.loss, r.detach(), f.detach())
+        out |= {k: v.item() for k, v in penalties.items()}
         return out
+
+    def _augment(self, x: Tensor) -> Tensor:
+        """DiffAugment with the configured policies (identity when none)."""
+        return diff_augment(x, self.mcfg.augment) if self.mcfg.augment else x
 
     def _generator_step(self, batch: Batch) -> dict[str, float]:
         n = batch.x.shape[0]
@@ -146,7 +189,7 @@ class GANRecipe(Recipe):
         # D is called unwrapped with its parameters frozen: this backward neither computes nor
         # synchronises D's gradients; only G's (DDP-wrapped) gradients are all-reduced and stepped.
         with _frozen(self.modules["D"]):
-            g_loss = self.loss.g_loss(self.modules["D"](fake))
+            g_loss = self.loss.g_loss(self.modules["D"](self._augment(fake)))
         self.optimize("G", g_loss, batch)
         if self.ema_G is not None:
             _ema_update(self.ema_G, self.modules["G"], self.mcfg.ema)
@@ -186,20 +229,21 @@ class GANRecipe(Recipe):
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
         """(G or EMA-G in eval mode, AncestralSampler): a draw is G(z) for a fresh z ~ N(0, I)."""
-        if name not in (None, "ancestral"):
-            raise ConfigError(f"sample.sampler={name!r} is not a sampler of the gan family; use ancestral (or null)")
         return self.generator().eval(), AncestralSampler(self.mcfg.latent_dim)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         return {"d_steps": self.d_steps, "last_g": dict(self.last_g),
-                "ema_G": self.ema_G.state_dict() if self.ema_G is not None else None}
+                "ema_G": self.ema_G.state_dict() if self.ema_G is not None else None,
+                "lecam": self.lecam.state_dict() if self.lecam is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.d_steps = state.get("d_steps", 0)
         self.last_g = dict(state.get("last_g", {}))
         if self.ema_G is not None and state.get("ema_G") is not None:
             self.ema_G.load_state_dict(state["ema_G"])
+        if self.lecam is not None and state.get("lecam") is not None:
+            self.lecam.load_state_dict(state["lecam"])
 
 
 def _discriminator_outputs(loss: str, real: Tensor, fake: Tensor) -> dict[str, float]:

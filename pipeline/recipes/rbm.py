@@ -15,10 +15,11 @@ from models.samplers.gibbs import GibbsSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
-from pipeline.recipes.likelihood import AISRunner, ais_report, rbm_log_z_ais
+from models.exact import can_enumerate
+from pipeline.recipes.likelihood import AISRunner, LikelihoodResult, ais_report, rbm_log_z_ais
 
 
-@register_model_config("rbm")
+@register_model_config
 class RBMConfig(ModelConfig):
     family: Literal["rbm"] = "rbm"
     n_hidden: int = Field(500, gt=0)
@@ -35,11 +36,12 @@ class RBMConfig(ModelConfig):
 
 @register_recipe
 class RBMRecipe(EnergyRecipe):
-    family = "rbm"
     config_cls = RBMConfig
+    samplers = ("gibbs",)
 
     def build_modules(self) -> dict[str, nn.Module]:
         self.chains: Tensor | None = None
+        self.data_mean: Tensor | None = None
         self.gen = torch.Generator().manual_seed(self.cfg.train.seed)
         cls = GaussianRBM if self.mcfg.visible == "gaussian" else RBM
         return {"model": cls(self.data.dim, self.mcfg.n_hidden, self.mcfg.init_std)}
@@ -54,8 +56,7 @@ class RBMRecipe(EnergyRecipe):
             self.rbm.init_visible_bias(self.data_mean)
 
     def after_setup(self) -> None:
-        rank = self.accelerator.process_index if self.accelerator is not None else 0
-        self.gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed * 1000 + rank)
+        self.gen = self.rank_generator()
 
     # --------------------------------------------------------------- the energy-based update
     def positive(self, batch: Batch) -> Tensor:
@@ -97,35 +98,34 @@ class RBMRecipe(EnergyRecipe):
         return out
 
     def likelihood(self, test_x: Tensor, method: str = "auto", ais_runs: int = 100,
-                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> dict[str, Any]:
-        """Mean test log-likelihood in nats: exact when the smaller layer has ≤ 20 units, else AIS
-        (Salakhutdinov & Murray 2008) with log Ẑ ± 3σ̂ turned into bounds on the likelihood."""
+                   schedule: str = "salakhutdinov2008", ais_runner: AISRunner | None = None) -> LikelihoodResult:
+        """Mean test log-likelihood in nats: exact when the smaller layer is small enough to enumerate
+        (``models.exact``), else AIS (Salakhutdinov & Murray 2008) with log Ẑ ± 3σ̂ turned into an
+        interval on the likelihood."""
         rbm = copy.deepcopy(self.rbm).cpu().double()
         x = test_x.reshape(test_x.shape[0], -1).double()
+        n = int(x.shape[0])
         with torch.no_grad():
             mean_neg_f = float((-rbm.free_energy(x)).mean())
             if self.mcfg.visible == "gaussian":
-                if rbm.n_hidden > 20:
-                    return {"method": "exact", "log_likelihood": None, "test_examples": int(x.shape[0]),
-                            "reason": "Gaussian-visible RBMs report exact likelihoods only (≤ 20 hidden units)"}
+                if not can_enumerate(rbm.n_hidden):
+                    return LikelihoodResult("exact", None, n, reason="Gaussian-visible RBMs report exact "
+                                            "likelihoods only (≤ 20 hidden units)")
                 log_z = float(rbm.log_partition())
-                out = {"method": "exact", "log_z": log_z, "log_likelihood": mean_neg_f - log_z}
-            elif method == "exact" or (method == "auto" and min(rbm.n_visible, rbm.n_hidden) <= 20):
+                return LikelihoodResult("exact", mean_neg_f - log_z, n, log_z=log_z)
+            if method == "exact" or (method == "auto" and can_enumerate(min(rbm.n_visible, rbm.n_hidden))):
                 log_z = float(rbm.log_partition())
-                out = {"method": "exact", "log_z": log_z, "log_likelihood": mean_neg_f - log_z}
-            else:
-                res, n_betas = rbm_log_z_ais(rbm, getattr(self, "data_mean", x.mean(0)), ais_runs, schedule,
-                                             ais_runner)
-                out = ais_report(mean_neg_f, res, n_betas)
-        return out | {"test_examples": int(x.shape[0])}
+                return LikelihoodResult("exact", mean_neg_f - log_z, n, log_z=log_z)
+            data_mean = self.data_mean if self.data_mean is not None else x.mean(0)
+            res, n_betas = rbm_log_z_ais(rbm, data_mean, ais_runs, schedule, ais_runner)
+            return ais_report(mean_neg_f, res, n_betas, n)
 
     def sampler(self, name: str | None = None) -> tuple[nn.Module, Sampler]:
-        mean = getattr(self, "data_mean", None)
+        mean = self.data_mean
         return self.rbm, GibbsSampler(init="data-mean" if mean is not None else "uniform", data_mean=mean)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"chains": self.chains, "gen": self.gen.get_state(),
-                "data_mean": getattr(self, "data_mean", None)}
+        return {"chains": self.chains, "gen": self.gen.get_state(), "data_mean": self.data_mean}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("chains") is not None:

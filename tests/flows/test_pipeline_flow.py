@@ -35,23 +35,46 @@ def _artifact_keys(flow_run_id) -> set[str]:
 
 
 def test_pipeline_runs_and_a_rerun_hits_the_caches(tmp_path, prefect_harness):
-    from flows.pipeline import pipeline
+    from flows.pipeline import pipeline_flow
 
     cfg = _cfg(tmp_path)
-    first = pipeline(cfg, return_state=True)
+    first = pipeline_flow(cfg, return_state=True)
     out = first.result()
-    assert Path(out["report"]).exists()
-    assert {r["metric"] for r in out["metrics"]} >= {"fid", "kid", "is", "log_likelihood"}
+    assert Path(out.report.markdown_path).exists()
+    assert {r.metric for r in out.evaluation.results} >= {"fid", "kid", "is", "log_likelihood"}
+    ll = out.evaluation.likelihood  # demo: a 64-visible RBM, so AIS with its interval
+    assert ll.method == "ais" and ll.runs == 10 and ll.lower <= ll.log_likelihood <= ll.upper
+    assert out.samples.chains == 20 and Path(out.samples.path).is_dir()
     assert "demo-report" in _artifact_keys(first.state_details.flow_run_id)
-    second = pipeline(cfg, return_state=True)
+    second = pipeline_flow(cfg, return_state=True)
     states = _task_states(second.state_details.flow_run_id)
     assert states["prepare-data"] == "Cached"
-    assert second.result()["run_dir"] == out["run_dir"]
+    assert second.result().run_dir == out.run_dir
+
+
+def test_the_stages_are_linked_by_their_results(tmp_path, prefect_harness):
+    """Prefect records each stage's upstream results as its inputs: sample ← train, evaluate ← sample."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.pipeline import pipeline_flow
+
+    state = pipeline_flow(_cfg(tmp_path, "output.run_name=linked"), return_state=True)
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
+            any_=[state.state_details.flow_run_id])))
+    by_id = {r.id: r.name.rsplit("-", 1)[0] for r in runs}
+    upstream = {by_id[r.id]: {by_id[i.id] for inputs in r.task_inputs.values() for i in inputs
+                              if getattr(i, "id", None) in by_id} for r in runs}
+    assert upstream["train"] == {"prepare-data"}
+    assert upstream["sample"] == {"train"}
+    assert upstream["evaluate"] == {"train", "sample"}
+    assert upstream["report"] == {"train", "evaluate", "sample"}
 
 
 def test_a_failing_stage_is_retried(tmp_path, prefect_harness, monkeypatch):
     import pipeline.sampling as sampling
-    from flows.pipeline import pipeline
+    from flows.pipeline import pipeline_flow
 
     real, calls = sampling.sample, []
 
@@ -62,8 +85,8 @@ def test_a_failing_stage_is_retried(tmp_path, prefect_harness, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(sampling, "sample", flaky)
-    out = pipeline(_cfg(tmp_path, "output.run_name=retry"))
-    assert len(calls) == 2 and Path(out["report"]).exists()
+    out = pipeline_flow(_cfg(tmp_path, "output.run_name=retry"))
+    assert len(calls) == 2 and Path(out.report.markdown_path).exists()
 
 
 def test_deleted_prepared_data_is_prepared_again(tmp_path, prefect_harness):
@@ -73,6 +96,6 @@ def test_deleted_prepared_data_is_prepared_again(tmp_path, prefect_harness):
 
     cfg = _cfg(tmp_path, "output.run_name=gone")
     first = prepare_data(cfg)
-    shutil.rmtree(first)
+    shutil.rmtree(first.path)
     again = prepare_data(cfg)
-    assert again == first and (Path(again) / "meta.json").exists()
+    assert again.path == first.path and (Path(again.path) / "meta.json").exists()

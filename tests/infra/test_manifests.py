@@ -99,6 +99,78 @@ def test_dockerfile_installs_with_the_project_pins():
     assert "constraints.txt" in text and f"rayproject/ray:{ray.__version__}" in text
 
 
+# ------------------------------------------------------------------ schemas that ship with the tools
+def test_prefect_yaml_validates_against_prefects_own_model():
+    """Prefect's CLI reads prefect.yaml through ``PrefectYamlModel``; unknown schedule keys are errors there."""
+    from prefect.cli.deploy._models import PrefectYamlModel, RawScheduleConfig
+
+    doc = _load("prefect.yaml")
+    model = PrefectYamlModel.model_validate(doc)
+    assert len(model.deployments) == len(doc["deployments"]) >= 1
+    for dep in doc["deployments"]:
+        for sched in dep.get("schedules", []):
+            RawScheduleConfig.model_validate(sched)
+
+
+def test_prefect_deployment_parameters_match_the_flows_parameter_schema():
+    """Each deployment's parameters validate against its flow's own JSON schema (what the server
+    enforces), and a preset deployment's overrides make a valid RunConfig before anything runs."""
+    import importlib
+
+    import jsonschema
+
+    from pipeline.config import load_config
+
+    for dep in _load("prefect.yaml")["deployments"]:
+        path, func = dep["entrypoint"].split(":")
+        flow_obj = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), func)
+        schema = flow_obj.parameters.model_dump()
+        params = dep.get("parameters", {})
+        if not params:  # e.g. the typed RunConfig deployment: its form is filled in at run time
+            continue
+        jsonschema.validate(params, schema)
+        if "preset" in params:
+            load_config(params["preset"], params.get("overrides", []))
+
+
+def test_kubernetes_objects_are_well_formed():
+    """No Kubernetes schema ships offline: the structure kubectl would reject is checked directly."""
+    worker = _load("infra/prefect/worker-k8s.yaml")
+    assert worker["apiVersion"] == "apps/v1" and worker["kind"] == "Deployment"
+    spec = worker["spec"]
+    labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= labels.items()  # a selector must match its pods
+    for doc in (_load("infra/kuberay/raycluster.yaml")["spec"], _load("infra/kuberay/rayjob.yaml")["spec"]
+                ["rayClusterSpec"], spec):
+        groups = [doc["template"]] if "template" in doc else [doc["headGroupSpec"]["template"]] + [
+            g["template"] for g in doc["workerGroupSpecs"]]
+        for template in groups:
+            names = [c["name"] for c in template["spec"]["containers"]]
+            assert len(names) == len(set(names)) and all(names)
+            for c in template["spec"]["containers"]:
+                assert c["image"] and ":" in c["image"]  # a tagged image
+                for env in c.get("env", []):
+                    assert set(env) <= {"name", "value", "valueFrom"} and env["name"]
+
+
+def test_entrypoints_name_real_commands_presets_and_valid_overrides():
+    """`boltzgan run PRESET --set ...` in the RayJob and the cluster launcher's usage line parses
+    and validates with the same config code the CLI runs."""
+    import shlex
+
+    from pipeline.cli import app
+    from pipeline.config import load_config
+
+    lines = [_load("infra/kuberay/rayjob.yaml")["spec"]["entrypoint"]]
+    lines += [line.lstrip("# ").strip().strip('"').rstrip("\\").strip()
+              for line in (ROOT / "infra/ray/cluster.yaml").read_text().splitlines() if "boltzgan run" in line]
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands}
+    for line in lines:
+        words = shlex.split(line.split('"')[0])
+        assert words[0] == "boltzgan" and words[1] in commands
+        overrides = [words[i + 1] for i, w in enumerate(words) if w == "--set" and i + 1 < len(words)]
+        load_config(words[2], overrides)
+
 def test_no_plaintext_secrets_and_nothing_exposed_without_auth():
     compose = _load("infra/prefect/docker-compose.yaml")["services"]
     assert compose["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${PREFECT_DB_PASSWORD:?")

@@ -57,3 +57,28 @@ def image_folder(tmp_path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory):
+    """The toy family of ``tests/pipeline/toy_family.py`` through every stage, in-process:
+    prepare → train → sample → evaluate → report, each stage handed the previous one's result."""
+    from types import SimpleNamespace
+
+    from pipeline.config import load_config
+    from pipeline.data import prepare
+    from pipeline.engine import train
+    from pipeline.evaluation import evaluate
+    from pipeline.report import build_report
+    from pipeline.rundir import data_dir
+    from pipeline.sampling import sample
+    from tests.pipeline import toy_family
+
+    cfg = load_config(base=toy_family.preset(str(tmp_path_factory.mktemp("toy-runs"))))
+    data = prepare(cfg.data, data_dir(cfg))
+    trained = train(cfg, data)
+    samples = sample(trained.run_dir, cfg.sample)
+    evaluation = evaluate(trained.run_dir, cfg.evaluate, samples)
+    report = build_report(trained.run_dir, evaluation, samples)
+    return SimpleNamespace(cfg=cfg, data=data, trained=trained, samples=samples, evaluation=evaluation,
+                           report=report)

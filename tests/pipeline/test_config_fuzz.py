@@ -142,13 +142,11 @@ def test_an_alias_bomb_is_refused_quickly_with_a_short_message(tmp_path):
     assert len(str(err.value)) < 300
 
 
-# ------------------------------------------------------------------------------ registry names (helper #17)
+# ------------------------------------------------------------------------------ registry names (checked by #17's registries)
 REGISTRY_CASES = ["sample.sampler=bogus", "evaluate.feature=bogus", "evaluate.metrics=[fid, bogus]",
                   "evaluate.ais_schedule=linear:abc"]
 
 
-@pytest.mark.xfail(strict=True, reason="config-time registry checks are helper #17's (issue #17); remove this "
-                                       "mark once they land")
 @pytest.mark.parametrize("item", REGISTRY_CASES)
 def test_unknown_registry_names_are_refused_at_config_time(item):
     with pytest.raises(ConfigError) as err:
@@ -192,4 +190,4 @@ def test_the_cli_refuses_a_malformed_run_config_without_traceback(tmp_path):
 
 def test_the_cli_names_a_missing_run(tmp_path):
     code, err = _cli("evaluate", str(tmp_path / "nope"))
-    assert code == 2 and "does not exist" in err and "Traceback" not in err
+    assert code == 2 and "has no config.yaml" in err and "Traceback" not in err

@@ -16,6 +16,7 @@ import torch
 from pipeline.config import load_config
 from pipeline.data import prepare
 from pipeline.engine import train
+from pipeline.rundir import RunDir
 from pipeline.trained import load_trained
 
 pytestmark = pytest.mark.ray
@@ -71,7 +72,7 @@ def test_killed_worker_resumes_from_last_checkpoint(tmp_path, digits, fresh_ray)
     cfg = _cfg(tmp_path, "resources.num_workers=2", "resources.max_failures=2", "train.epochs=12",
                "model.n_hidden=200", "model.negative=gibbs")
     killed: list[int] = []
-    watcher = threading.Thread(target=_kill_one_worker_after_checkpoint, args=(cfg.run_dir, killed), daemon=True)
+    watcher = threading.Thread(target=_kill_one_worker_after_checkpoint, args=(RunDir.of(cfg).path, killed), daemon=True)
     watcher.start()
     result = train(cfg, digits)
     watcher.join()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import artifacts
+from pipeline import atomic as artifacts
 from pipeline.config import load_config
 from pipeline.data import prepare
 from pipeline.engine import train

@@ -172,8 +172,8 @@ def test_config_errors_name_the_field_and_the_fix():
         _recipe("model.net=dcgan")
     with pytest.raises(ConfigError, match="train.grad_accum_steps=2"):
         _recipe("train.grad_accum_steps=2")
-    with pytest.raises(ConfigError, match="sample.sampler='gibbs'"):
-        _recipe().sampler("gibbs")
+    with pytest.raises(ConfigError, match="sample.sampler='gibbs' is not a sampler of the gan family; use one of ancestral"):
+        load_config(None, ["model.family=gan", "sample.sampler=gibbs"])  # at config time, before training
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -233,3 +233,73 @@ def test_accelerate_checkpoint_holds_both_players_their_optimisers_and_the_cycle
         assert torch.equal(a, b)
     for a, b in zip(straight.ema_G.parameters(), resumed.ema_G.parameters()):
         assert torch.equal(a, b)
+
+
+# ------------------------------------------------------------------ stabilisers: DiffAugment, R1, LeCam, BN in D
+
+IMAGES = DataShape(shape=(1, 8, 8), value_range=(-1.0, 1.0), binary=False, num_classes=10)
+
+
+def _image_batch(step: int, n: int = 16) -> Batch:
+    g = torch.Generator().manual_seed(step)
+    return Batch(x=torch.rand(n, 1, 8, 8, generator=g) * 2 - 1, y=None, weight=1.0, step=step, epoch=0)
+
+
+def _image_recipe(*overrides: str) -> GANRecipe:
+    return _recipe("model.net=dcgan", "model.hidden=8", *overrides, shape=IMAGES)
+
+
+@pytest.mark.parametrize("overrides, metric", [
+    (["model.augment=[color,translation,cutout]"], None),
+    (["model.r1_gamma=1.0"], "r1_penalty"),
+    (["model.lecam_lambda=0.3"], "lecam_penalty"),
+    (["model.d_batch_norm=true"], None),
+    (["model.loss=wgan-gp", "model.augment=[translation]"], "gradient_penalty"),
+])
+def test_each_stabiliser_trains_and_reports_its_penalty(overrides, metric):
+    r = _image_recipe(*overrides)
+    before = _params(r)
+    metrics = [r.train_step(_image_batch(s)) for s in range(3)]
+    assert all(torch.isfinite(torch.tensor(list(m.values()))).all() for m in metrics)
+    assert any(not torch.equal(a, b) for a, b in zip(before, _params(r)))
+    if metric:
+        assert metrics[-1][metric] > 0.0
+
+
+def test_d_batch_norm_puts_a_batch_norm_layer_in_d():
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in _image_recipe("model.d_batch_norm=true").modules["D"].modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in _image_recipe().modules["D"].modules())
+
+
+def test_r1_penalty_in_the_recipe_equals_the_formula_on_the_same_batch():
+    r = _image_recipe("model.r1_gamma=2.0")
+    x = _image_batch(0).x.requires_grad_(True)
+    logits = r.modules["D"](x)
+    (grad,) = torch.autograd.grad(logits.sum(), x)
+    expected = (grad.pow(2).flatten(1).sum(1).mean()).item()  # γ/2 = 1
+    torch.manual_seed(5)
+    got = r._critic_step(Batch(x=x.detach(), y=None, weight=1.0, step=0, epoch=0))["r1_penalty"]
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_lecam_anchors_are_checkpointed_with_the_recipe_state():
+    r = _image_recipe("model.lecam_lambda=0.3")
+    r.train_step(_image_batch(0))
+    state = r.state_dict()
+    fresh = _image_recipe("model.lecam_lambda=0.3")
+    fresh.load_state_dict(copy.deepcopy(state))
+    assert torch.equal(fresh.lecam.ema_real, r.lecam.ema_real) and torch.equal(fresh.lecam.ema_fake, r.lecam.ema_fake)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["model.d_batch_norm=true", "model.loss=wgan-gp"], "per-example gradient"),
+    (["model.d_batch_norm=true", "model.r1_gamma=1"], "per-example gradient"),
+])
+def test_batch_norm_with_a_gradient_penalty_is_refused_at_config_time(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, ["model.family=gan", "model.net=dcgan", *overrides])
+
+
+def test_diffaugment_on_toy_points_is_refused():
+    with pytest.raises(ConfigError, match="DiffAugment transforms images"):
+        _recipe("model.augment=[color]")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.cli import default_data_dir
+from pipeline.rundir import RunDir, data_dir as default_data_dir
 from pipeline.config import load_config
 from pipeline.data import prepare
 from pipeline.engine import train
@@ -35,35 +35,32 @@ def _test_x(trained) -> torch.Tensor:
 
 def test_exact_bm_training_raises_the_test_likelihood(tmp_path):
     cfg, trained, result = _run(tmp_path, "bm-tiny", "train.epochs=8")
-    from pipeline.artifacts import read_jsonl
-
-    epochs = read_jsonl(Path(result.run_dir) / "metrics.jsonl")
+    epochs = RunDir(Path(result.run_dir)).epochs()
     assert epochs[-1]["log_likelihood_test"] > epochs[0]["log_likelihood_test"] + 0.5
     out = trained.recipe.likelihood(_test_x(trained)[:100])  # the epoch metrics used the first 100
-    assert out["method"] == "exact" and out["log_likelihood"] == pytest.approx(epochs[-1]["log_likelihood_test"])
+    assert out.method == "exact" and out.log_likelihood == pytest.approx(epochs[-1]["log_likelihood_test"])
 
 
 def test_sampled_bm_trains_with_persistent_chains(tmp_path):
     _, trained, _ = _run(tmp_path, "bm-digits", "train.epochs=1", "data.limit=200")
     assert trained.recipe.chains.shape == (100, 64)
-    assert trained.recipe.likelihood(_test_x(trained))["log_likelihood"] is None  # 64 units: not enumerable
+    out = trained.recipe.likelihood(_test_x(trained))
+    assert out.log_likelihood is None and "n ≤ 20" in out.reason  # 64 units: not enumerable
 
 
 def test_dbn_trains_layer_by_layer_and_bounds_its_likelihood(tmp_path):
     _, trained, result = _run(tmp_path, "dbn-digits", "model.hidden=[12, 10]", "model.epochs_per_layer=1",
                               "train.epochs=2", "data.limit=300")
-    from pipeline.artifacts import read_jsonl
-
-    layers = [e["layer"] for e in read_jsonl(Path(result.run_dir) / "metrics.jsonl")]
+    layers = [e["layer"] for e in RunDir(Path(result.run_dir)).epochs()]
     assert layers == [0.0, 1.0]
     out = trained.recipe.likelihood(_test_x(trained)[:50])
-    assert out["method"] == "exact"  # h1 = 12 and the top RBM 12-10 are enumerable
-    bound = trained.recipe.dbn.log_p_lower(_test_x(trained)[:50], 0, out["log_z"], exact=True)
-    assert float(bound.mean()) <= out["log_likelihood"] + 1e-6
+    assert out.method == "exact"  # h1 = 12 and the top RBM 12-10 are enumerable
+    bound = trained.recipe.dbn.log_p_lower(_test_x(trained)[:50], 0, out.log_z, exact=True)
+    assert float(bound.mean()) <= out.log_likelihood + 1e-6
     approx = trained.recipe.likelihood(_test_x(trained)[:50], "ais", ais_runs=50, schedule="linear:1000")
-    assert approx["ais_runs"] == 50 and approx["ais_betas"] == 1000  # the top log Z came from AIS
-    assert approx["log_likelihood_lower"] <= approx["log_likelihood"] <= approx["log_likelihood_upper"]
-    assert approx["log_likelihood"] == pytest.approx(float(bound.mean()), abs=0.3)  # same bound, AIS top log Z
+    assert approx.runs == 50 and approx.details["ais_betas"] == 1000  # the top log Z came from AIS
+    assert approx.lower <= approx.log_likelihood <= approx.upper
+    assert approx.log_likelihood == pytest.approx(float(bound.mean()), abs=0.3)  # same bound, AIS top log Z
     _assert_sampling_stage_runs(result.run_dir)
 
 
@@ -82,25 +79,23 @@ def _assert_sampling_stage_runs(run_dir: str) -> None:
 def test_dbm_pretrains_then_trains_jointly_and_reports_ais(tmp_path):
     _, trained, result = _run(tmp_path, "dbm-digits", "model.hidden=[12, 8]", "model.pretrain_epochs=1",
                               "train.epochs=3", "data.limit=300", "model.persistent_chains=20")
-    from pipeline.artifacts import read_jsonl
-
-    phases = [e["pretraining_layer"] for e in read_jsonl(Path(result.run_dir) / "metrics.jsonl")]
+    phases = [e["pretraining_layer"] for e in RunDir(Path(result.run_dir)).epochs()]
     assert phases == [0.0, 1.0, -1.0]
     x = _test_x(trained)[:40]
     exact = trained.recipe.likelihood(x)  # odd layer h1 = 12 units: exact
     approx = trained.recipe.likelihood(x, method="ais", ais_runs=50, schedule="linear:1000")
-    assert exact["method"] == "exact" and approx["method"].startswith("ais")
-    assert abs(approx["log_z"] - exact["log_z"]) < 0.2
-    assert approx["log_likelihood"] <= exact["log_likelihood"] + 0.2  # bound − log Ẑ stays below the truth
+    assert exact.method == "exact" and approx.method.startswith("ais")
+    assert abs(approx.log_z - exact.log_z) < 0.2
+    assert approx.log_likelihood <= exact.log_likelihood + 0.2  # bound − log Ẑ stays below the truth
     _assert_sampling_stage_runs(result.run_dir)
 
 
 def test_gaussian_rbm_trains_on_real_valued_digits(tmp_path):
     _, trained, result = _run(tmp_path, "grbm-digits", "train.epochs=2", "data.limit=300")
     out = trained.recipe.likelihood(_test_x(trained))
-    assert out["method"] == "exact" and out["log_likelihood"] is not None
+    assert out.method == "exact" and out.log_likelihood is not None
     # exact: −F(v) − log Z with log Z by enumeration of the 16 hidden units
     rbm = trained.recipe.modules["model"].double()
     x = _test_x(trained).double()
     expected = float((-rbm.free_energy(x)).mean() - rbm.log_partition())
-    assert out["log_likelihood"] == pytest.approx(expected, abs=1e-6)
+    assert out.log_likelihood == pytest.approx(expected, abs=1e-6)

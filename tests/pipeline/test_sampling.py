@@ -14,11 +14,12 @@ import torch
 from models.ais import ais_log_weights, base_rate_bias, combine_log_weights, schedule
 from models.rbm import RBM, all_binary_states
 from models.samplers.gibbs import GibbsSampler
-from pipeline import artifacts
+from pipeline import atomic
 from pipeline.config import ConfigError, SampleConfig, load_config
 from pipeline.errors import UserError
-from pipeline.sampling import (ais_block, load_samples, parallel_ais, parallel_ais_log_weights, run_chains,
-                               sample)
+from pipeline.fanout import ais_block, parallel_ais, parallel_ais_log_weights
+from pipeline.rundir import RunDir
+from pipeline.sampling import load_samples, run_chains, sample
 
 
 def _tiny_rbm() -> RBM:
@@ -56,7 +57,7 @@ def test_blocks_diagnostics_and_manifest(tmp_path):
     with np.load(out / "block-00001.npz") as f:
         assert f["x"].shape == (2, 3, 6) and f["x"].dtype == np.float32
         assert f["energy"].shape == (2, 40) and f["energy"].dtype == np.float64
-    manifest = artifacts.read_json(out / "manifest.json")
+    manifest = atomic.read_json(out / "manifest.json")
     assert {k: manifest[k] for k in ("chains", "steps", "burn_in", "thin", "blocks", "shape", "sampler")} == {
         "chains": 6, "steps": 40, "burn_in": 10, "thin": 10, "blocks": 2, "shape": [6], "sampler": "gibbs"}
     assert result.draws_per_chain == 3
@@ -136,10 +137,12 @@ def test_stage_samples_the_trained_model_of_a_run_dir(tmp_path, monkeypatch):
         asked.append(name)
         return _tiny_rbm(), GibbsSampler()
 
-    recipe = SimpleNamespace(sampler=recipe_sampler, data=SimpleNamespace(shape=(2, 3)))
-    monkeypatch.setattr(pipeline.trained, "load_trained", lambda run_dir: SimpleNamespace(cfg=cfg, recipe=recipe))
+    checked = []
+    recipe = SimpleNamespace(sampler=recipe_sampler, check_sampler=checked.append, data=SimpleNamespace(shape=(2, 3)))
+    monkeypatch.setattr(pipeline.trained, "load_trained",
+                        lambda run_dir: SimpleNamespace(cfg=cfg, recipe=recipe, run_dir=RunDir(run_dir)))
     result = sample(tmp_path)
-    assert asked == [None] and result.path == str(tmp_path / "samples")
+    assert asked == [None] and checked == [None] and result.path == str(tmp_path / "samples")
     assert load_samples(tmp_path).shape == (4, 2, 3)  # draws in the data's shape
 
 
@@ -166,7 +169,7 @@ def test_cli_options_override_the_runs_sample_section(tmp_path, monkeypatch):
     bad = CliRunner().invoke(app, [str(tmp_path), "--steps", "4"])
     assert isinstance(bad.exception, ConfigError) and "sample.burn_in" in str(bad.exception)
     missing = CliRunner().invoke(app, [str(tmp_path / "nope")])
-    assert isinstance(missing.exception, UserError) and "config.yaml" in str(missing.exception)
+    assert isinstance(missing.exception, UserError) and "not a run directory" in str(missing.exception)
 
 
 # ----------------------------------------------------------------------------------- parallel AIS
@@ -228,7 +231,7 @@ def test_one_and_two_ray_workers_give_the_identical_sample(tmp_path, ray2):
                    tmp_path / str(workers) / "samples", (6,))
         out[workers] = load_samples(tmp_path / str(workers))
     assert np.array_equal(out[0], out[1]) and np.array_equal(out[1], out[2])
-    d = [artifacts.read_json(tmp_path / str(w) / "samples" / "diagnostics.json") for w in (0, 2)]
+    d = [atomic.read_json(tmp_path / str(w) / "samples" / "diagnostics.json") for w in (0, 2)]
     assert d[0] == d[1]  # R-hat/ESS over all chains, however they were spread
     with pytest.raises(UserError, match=r"3 worker\(s\).*2 CPU.*room for 2.*sample.workers"):
         run_chains(_tiny_rbm(), GibbsSampler(), cfg.model_copy(update={"workers": 3}), tmp_path / "x", (6,))
@@ -255,7 +258,7 @@ class _DiesOnce(GibbsSampler):
                 pass
             else:
                 os.close(fd)
-                with artifacts.atomic_path(self.out_dir / "block-00000.npz") as tmp:
+                with atomic.atomic_path(self.out_dir / "block-00000.npz") as tmp:
                     tmp.write_bytes(b"half a block")
                     os._exit(1)
         return super().step(model, state, k, generator)

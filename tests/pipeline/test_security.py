@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline import artifacts
+from pipeline import atomic as artifacts
 from pipeline.checkpoints import write_manifest
 from pipeline.config import load_config
 from pipeline.data import prepare

@@ -17,6 +17,8 @@ from prefect import get_run_logger
 from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
                                update_progress_artifact)
 
+from pipeline.evaluation.metrics import MetricResult
+
 
 def artifact_key(*parts: str) -> str:
     """A valid artifact key from free text (lowercase, digits, dashes)."""
@@ -59,9 +61,9 @@ def publish_epochs(key: str, epochs: list[dict[str, Any]]) -> None:
         create_table_artifact(rows, key=key, description="Per-epoch training metrics")
 
 
-def publish_metrics(key: str, results: list[dict[str, Any]]) -> None:
-    rows = [{"metric": r["metric"], "value": r["value"], "features/method": r["extractor"],
-             "samples": r["num_samples"], "note": r["reason"]} for r in results]
+def publish_metrics(key: str, results: list[MetricResult]) -> None:
+    rows = [{"metric": r.metric, "value": r.value, "features/method": r.extractor,
+             "samples": r.num_samples, "note": r.note()} for r in results]
     create_table_artifact(rows, key=key, description="Evaluation metrics")
 
 
