@@ -17,6 +17,7 @@ from pipeline.data import prepare
 from pipeline.engine import train
 from pipeline.errors import BusyError, ResourceError, UserError
 from pipeline.locks import hold, lock_path
+from pipeline.rundir import RunDir
 
 
 def _cfg(root: Path, *extra: str):
@@ -48,7 +49,7 @@ class OtherProcess:
 
 def test_a_second_trainer_of_one_run_is_refused_naming_the_holder(tmp_path, digits):
     cfg = _cfg(tmp_path)
-    other = OtherProcess(cfg.run_dir, "train")
+    other = OtherProcess(RunDir.of(cfg).path, "train")
     try:
         with pytest.raises(BusyError, match=rf"in use by pid {other.proc.pid} on host"):
             train(cfg, digits)
@@ -56,7 +57,7 @@ def test_a_second_trainer_of_one_run_is_refused_naming_the_holder(tmp_path, digi
             train(cfg, digits, resume=True)
     finally:
         other.stop()
-    assert not (cfg.run_dir / "config.yaml").exists()  # nothing was claimed by the refused one
+    assert not (RunDir.of(cfg).path / "config.yaml").exists()  # nothing was claimed by the refused one
     assert train(cfg, digits).epochs == 2  # the kernel dropped the killed holder's lock
 
 
@@ -88,15 +89,15 @@ def _checkpoints(run: Path) -> list[Path]:
 def test_resume_without_a_valid_checkpoint_is_refused_unless_restart(tmp_path, digits):
     cfg = _cfg(tmp_path)
     train(cfg, digits)
-    for ckpt in _checkpoints(cfg.run_dir):
+    for ckpt in _checkpoints(RunDir.of(cfg).path):
         shutil.rmtree(ckpt)
     with pytest.raises(UserError, match=r"no valid checkpoint .* 2 epoch\(s\) were logged.*--restart"):
         train(_cfg(tmp_path, "train.epochs=3"), digits, resume=True)
     result = train(_cfg(tmp_path, "train.epochs=3"), digits, resume=True, restart=True)
     assert result.epochs == 3 and result.steps == 3 * 4
-    epochs = [r["epoch"] for r in artifacts.read_jsonl(cfg.run_dir / "metrics.jsonl")]
+    epochs = [r["epoch"] for r in artifacts.read_jsonl(RunDir.of(cfg).path / "metrics.jsonl")]
     assert epochs == [1, 2, 3]  # not 1, 2, 1, 2, 3
-    assert [r["epoch"] for r in artifacts.read_jsonl(cfg.run_dir / "metrics.jsonl.old")] == [1, 2]
+    assert [r["epoch"] for r in artifacts.read_jsonl(RunDir.of(cfg).path / "metrics.jsonl.old")] == [1, 2]
 
 
 def test_restart_is_refused_when_a_valid_checkpoint_exists(tmp_path, digits):
@@ -115,7 +116,7 @@ def test_a_failed_start_claims_nothing(tmp_path, digits, monkeypatch):
     cfg = _cfg(tmp_path)
     with pytest.raises(ResourceError):
         train(cfg, digits)
-    assert not (cfg.run_dir / "config.yaml").exists()
+    assert not (RunDir.of(cfg).path / "config.yaml").exists()
     monkeypatch.undo()
     assert train(cfg, digits).epochs == 2  # the corrected command needs no --resume
 
@@ -130,7 +131,7 @@ def test_a_start_failing_before_the_first_checkpoint_is_released(tmp_path, digit
     cfg = _cfg(tmp_path)
     with pytest.raises(RuntimeError):
         train(cfg, digits)
-    assert not cfg.run_dir.exists() or not (cfg.run_dir / "config.yaml").exists()
+    assert not RunDir.of(cfg).path.exists() or not (RunDir.of(cfg).path / "config.yaml").exists()
     monkeypatch.undo()
     start = time.perf_counter()
     assert train(cfg, digits).epochs == 2 and time.perf_counter() - start < 300
