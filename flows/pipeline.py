@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
@@ -21,6 +22,7 @@ from prefect.tasks import exponential_backoff
 
 from flows.prefect_artifacts import ProgressRelay, artifact_key, publish_epochs, publish_metrics, publish_report
 from pipeline.config import DataConfig, EvaluateConfig, RunConfig, SampleConfig
+from pipeline.errors import UserError
 from pipeline.data import PreparedData
 from pipeline.engine import TrainResult
 from pipeline.evaluation import EvalResult, check_before_training
@@ -53,8 +55,17 @@ def _pipeline_logs_to_prefect() -> None:
 _pipeline_logs_to_prefect()
 
 
+def transient_failure(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry only failures a second try may fix. A UserError (bad
+    config or data, a refused file, a diverged run) is deterministic and fails at once, unless it
+    says it is ``transient`` (a run or data directory busy with another process)."""
+    exc = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
+    return not isinstance(exc, UserError) or exc.transient
+
+
 @task(name="prepare-data", cache_policy=INPUTS + TASK_SOURCE, cache_expiration=timedelta(days=30),
-      persist_result=True, retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+      persist_result=True, retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
+      retry_condition_fn=transient_failure)
 def prepare_data_task(data: DataConfig, out_dir: str) -> PreparedData:
     """Prepare the dataset (cached: same spec and code ⇒ the stored result is returned)."""
     from pipeline.data import prepare
@@ -65,7 +76,7 @@ def prepare_data_task(data: DataConfig, out_dir: str) -> PreparedData:
     return prepared
 
 
-@task(name="train", retries=1, retry_delay_seconds=5)
+@task(name="train", retries=1, retry_delay_seconds=5, retry_condition_fn=transient_failure)
 def train_task(cfg: RunConfig, data: PreparedData) -> TrainResult:
     """Train with resume=True: a retry or a re-run continues from the latest checkpoint."""
     from pipeline.engine import train
@@ -78,7 +89,8 @@ def train_task(cfg: RunConfig, data: PreparedData) -> TrainResult:
     return result
 
 
-@task(name="sample", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+@task(name="sample", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
+      retry_condition_fn=transient_failure)
 def sample_task(trained: TrainResult, cfg: SampleConfig) -> SampleSet:
     from pipeline.sampling import sample
 
@@ -91,7 +103,7 @@ def sample_task(trained: TrainResult, cfg: SampleConfig) -> SampleSet:
     return result
 
 
-@task(name="evaluate", retries=1, retry_delay_seconds=5)
+@task(name="evaluate", retries=1, retry_delay_seconds=5, retry_condition_fn=transient_failure)
 def evaluate_task(trained: TrainResult, samples: SampleSet | None, cfg: EvaluateConfig) -> EvalResult:
     """Score ``samples`` (the sample task's output); without it, the run's own sample."""
     from pipeline.evaluation import evaluate

@@ -48,6 +48,8 @@ def config_show(preset: str, set_: SetOpt = None) -> None:
 @app.command()
 def train(preset: str, set_: SetOpt = None,
           resume: Annotated[bool, typer.Option(help="Continue the run from its latest checkpoint.")] = False,
+          restart: Annotated[bool, typer.Option(
+              help="With --resume: start again at epoch 1 when the run has no valid checkpoint.")] = False,
           data_dir: Annotated[Optional[Path], typer.Option(help="Use this prepared-data directory.")] = None) -> None:
     """Prepare the data (cached) and train PRESET with Ray Train + Accelerate."""
     from pipeline.data import load_prepared, prepare
@@ -56,10 +58,11 @@ def train(preset: str, set_: SetOpt = None,
     from pipeline.rundir import data_dir as default_data_dir
 
     cfg = _config(preset, set_)
+    _guard()
     data = load_prepared(data_dir) if data_dir else prepare(cfg.data, default_data_dir(cfg))
     console.print(f"data: {data.path} ({'cached' if data.cached else 'prepared'})")
     with RichProgress(console, "training") as bar:
-        result = train_stage(cfg, data, resume=resume, progress=bar.update)
+        result = train_stage(cfg, data, resume=resume, progress=bar.update, restart=restart)
     console.print(f"[bold]done[/]: {result.steps} steps, {result.epochs} epochs; model: {result.model_path}")
     console.print(f"checkpoint: {result.checkpoint}; continue with: boltzgan train {preset} --resume")
 
@@ -78,6 +81,7 @@ def run(preset: str, set_: SetOpt = None) -> None:
     from pipeline.rundir import RunDir
 
     cfg = _config(preset, set_)
+    _guard()
     console.print(f"running {preset} → {RunDir.of(cfg)}")
     out = pipeline_flow(cfg)
     from pipeline.readings import summary_lines
@@ -110,6 +114,7 @@ def evaluate(run_dir: Path, set_: SetOpt = None) -> None:
 
     run = RunDir(run_dir)
     cfg = run.read_config(set_).evaluate
+    _guard()
     result = evaluate_stage(run, cfg)
     from pipeline.readings import fmt, readings
 
@@ -149,6 +154,13 @@ def deploy(preset: str, set_: SetOpt = None,
                         "export PREFECT_API_URL=http://127.0.0.1:4200/api first")
     _config(preset, set_)  # validate before serving
     run_preset.serve(name=name or preset, cron=cron, parameters={"preset": preset, "overrides": set_ or []})
+
+
+def _guard() -> None:
+    """Ray and Prefect processes this command starts die with it, even on SIGKILL (pipeline.watchdog)."""
+    from pipeline.watchdog import guard_children
+
+    guard_children()
 
 
 def _mount_optional() -> None:

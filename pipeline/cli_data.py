@@ -32,6 +32,7 @@ Scale = _FIELDS["scale"].annotation
 Binarize = _FIELDS["binarize"].annotation
 Resize = _FIELDS["resize"].annotation
 Channels = _FIELDS["channels"].annotation
+BadImages = _FIELDS["bad_images"].annotation
 
 
 @contextmanager
@@ -82,6 +83,9 @@ def prepare(
         show_default=False)] = _default("limit"),
     toy_samples: Annotated[int, typer.Option(
         help="Number of points drawn for toy: sources.")] = _default("toy_samples"),
+    bad_images: Annotated[BadImages, typer.Option(
+        help="An image file that cannot be decoded: refuse = stop and name it, skip = leave it out with a "
+             "warning.")] = _default("bad_images"),
 ) -> None:
     """Prepare SOURCE into --out: train/test splits, scaled or binarised images, meta.json."""
     from pipeline.config import validate_config
@@ -92,7 +96,8 @@ def prepare(
         cfg = validate_config({"data": {"source": source, "scale": scale, "binarize": binarize,
                                         "threshold": threshold, "test_fraction": test_fraction, "seed": seed,
                                         "image_size": image_size, "resize": resize, "channels": channels,
-                                        "limit": limit, "toy_samples": toy_samples}}).data
+                                        "limit": limit, "toy_samples": toy_samples,
+                                        "bad_images": bad_images}}).data
         data = prepare_stage(cfg, out)
     m = data.meta
     state = "cached (this spec was already prepared there)" if data.cached else "prepared"

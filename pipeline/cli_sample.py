@@ -49,6 +49,9 @@ def sample_cmd(
     console = Console(stderr=True, soft_wrap=True)
     cfg = sample_config(run_dir, dict(chains=chains, steps=steps, workers=workers, burn_in=burn_in, thin=thin,
                                       seed=seed), set_)
+    from pipeline.watchdog import guard_children
+
+    guard_children()  # Ray processes started for the chains die with this command
     with RichProgress(console, "sampling") as bar:
         result = sample(run_dir, cfg, progress=bar.update)
     console.print(f"samples: {result.path} ({result.chains} chains × {result.draws_per_chain} draws, "

@@ -13,23 +13,35 @@ schedules) are checked here too, so nothing that can be checked before training 
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, TypeAdapter, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, TypeAdapter, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
+from pydantic_core import PydanticCustomError
+
+from pipeline import strict_yaml
 from pipeline.errors import ConfigError
+from pipeline.values import check_ray_address, check_run_name, check_storage, check_value, shown
 
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _sane_value(cls, value: Any, info: ValidationInfo) -> Any:
+        """Finite floats, bounded integers and seeds, non-empty printable text (pipeline.values)."""
+        return check_value(info.field_name, value)
 
 
 class DataConfig(Section):
@@ -50,6 +62,8 @@ class DataConfig(Section):
     channels: Literal["keep", "gray", "rgb"] = "keep"
     limit: int | None = Field(None, gt=0, description="keep only the first N training examples (quick runs)")
     toy_samples: int = Field(10_000, gt=0, description="number of points for toy: sources")
+    bad_images: Literal["refuse", "skip"] = Field(
+        "refuse", description="an image file that cannot be decoded: refuse = stop naming it, skip = leave it out")
     dir: str | None = Field(None, description="prepared-data directory (default: <output.root>/data/<key>)")
 
 
@@ -219,6 +233,8 @@ class ResourcesConfig(Section):
                                 "worker's device (GPU memory with use_gpu); larger ones are memory-mapped "
                                 "and read ahead by a thread; 0 = always memory-mapped")
 
+    _address = field_validator("ray_address")(lambda v: check_ray_address(v))
+
 
 class OutputConfig(Section):
     """Where results go. ``storage`` may be any URI Ray Train accepts (s3://...)."""
@@ -226,6 +242,9 @@ class OutputConfig(Section):
     root: str = "runs"
     run_name: str | None = Field(None, description="default: the preset name")
     storage: str | None = Field(None, description="Ray Train storage_path; default: <root> (absolute)")
+
+    _storage = field_validator("storage")(lambda v: check_storage(v))
+    _run_name = field_validator("run_name")(lambda v: check_run_name(v, "output.run_name"))
 
 
 class RunConfig(Section):
@@ -240,6 +259,8 @@ class RunConfig(Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    _name = field_validator("name")(lambda v: check_run_name(v, "name"))
 
     @field_validator("model", mode="before")
     @classmethod
@@ -294,9 +315,9 @@ def _load_families() -> None:
 
 def _unknown(key: str, value: Any, choices: Any) -> str:
     names = sorted(choices)
-    near = difflib.get_close_matches(str(value), names, n=1)
+    near = difflib.get_close_matches(str(value)[:MAX_KEY], names, n=1)
     hint = f"did you mean '{near[0]}'?" if near else f"valid: {', '.join(names)}"
-    return f"{key} = {value!r} is not known; {hint}"
+    return f"{key} = {shown(value)} is not known; {hint}"
 
 
 # --------------------------------------------------------------------------- presets and overrides
@@ -306,45 +327,85 @@ PRESET_PACKAGE = "pipeline.presets"
 
 def list_presets() -> dict[str, str]:
     """Preset name -> its one-line description (the YAML's ``description`` key)."""
-    out = {}
-    for entry in sorted(resources.files(PRESET_PACKAGE).iterdir(), key=lambda p: p.name):
-        if entry.name.endswith(".yaml"):
-            raw = yaml.safe_load(entry.read_text()) or {}
-            out[entry.name[:-5]] = raw.get("description", "")
-    return out
+    return {name: _preset_raw(name).get("description", "") for name in _preset_names()}
+
+
+@functools.lru_cache(maxsize=None)
+def _preset_names() -> tuple[str, ...]:
+    return tuple(sorted(e.name[:-5] for e in resources.files(PRESET_PACKAGE).iterdir() if e.name.endswith(".yaml")))
+
+
+@functools.lru_cache(maxsize=None)
+def _preset_raw(name: str) -> dict[str, Any]:
+    """A shipped preset, parsed once per process (package files do not change under a run)."""
+    text = resources.files(PRESET_PACKAGE).joinpath(f"{name}.yaml").read_text()
+    return strict_yaml.load_mapping(text, f"preset {name}")
 
 
 def preset_dict(name: str) -> dict[str, Any]:
     """The raw dictionary of a preset (without its ``description``)."""
-    presets = list_presets()
-    if name not in presets:
-        raise ConfigError(_unknown("preset", name, presets) + " (list them with `boltzgan presets`)")
-    raw = yaml.safe_load(resources.files(PRESET_PACKAGE).joinpath(f"{name}.yaml").read_text()) or {}
+    if name not in _preset_names():
+        raise ConfigError(_unknown("preset", name, _preset_names()) + " (list them with `boltzgan presets`)")
+    raw = json.loads(json.dumps(_preset_raw(name)))
     raw.pop("description", None)
     raw.setdefault("name", name)
     return raw
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``'train.epochs=3'`` -> (['train', 'epochs'], 3). Values are parsed as YAML scalars/lists."""
+def parse_override(item: str, text_field: bool = False) -> tuple[list[str], Any]:
+    """``'train.epochs=3'`` -> (['train', 'epochs'], 3). Values are parsed as YAML 1.2 scalars/lists
+    (``010`` is 10, ``1:30`` text; see :mod:`pipeline.strict_yaml`); for a text field
+    (``text_field``) the value is the text as typed, so ``name=2024`` is the name "2024"."""
     if "=" not in item:
-        raise ConfigError(f"--set {item!r} is not of the form section.key=value (e.g. train.epochs=3)")
+        raise ConfigError(f"--set {shown(item)} is not of the form section.key=value (e.g. train.epochs=3)")
     key, raw = item.split("=", 1)
-    path = [p for p in key.strip().split(".") if p]
+    path = [p.strip() for p in key.strip().split(".") if p.strip()]
     if not path:
-        raise ConfigError(f"--set {item!r} has an empty key; use section.key=value")
+        raise ConfigError(f"--set {shown(item)} has an empty key; use section.key=value")
+    if text_field and raw.strip() not in ("null", "~"):
+        return path, raw.strip(" ")  # spaces from shell quoting; newlines and controls stay (and fail)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = strict_yaml.loads(raw, f"--set {shown(key)}") if raw.strip() else ""
+    except ConfigError:
         value = raw
     return path, value
+
+
+def _text_field(path: list[str], raw: dict[str, Any]) -> bool:
+    """Whether ``path`` names a field whose type is text (str, optional str or a Literal of str)."""
+    import typing
+
+    model: type[BaseModel] = RunConfig
+    for i, part in enumerate(path):
+        if model is RunConfig and part == "model":
+            _load_families()
+            section = raw.get("model")
+            family = section.get("family", "rbm") if isinstance(section, dict) else "rbm"
+            model = ModelConfig.registry.get(family, ModelConfig)
+            if i == len(path) - 1:
+                return False
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        ann = field.annotation
+        if i == len(path) - 1:
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            if typing.get_origin(ann) is typing.Literal:
+                return all(isinstance(a, str) for a in args)
+            return ann is str or (bool(args) and all(a is str for a in args) and typing.get_origin(ann) is not list)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return False
+        model = ann
+    return False
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return a copy of ``raw`` with every ``section.key=value`` applied."""
     out = json.loads(json.dumps(raw))
     for item in overrides:
-        path, value = parse_override(item)
+        path, _ = parse_override(item)
+        path, value = parse_override(item, text_field=_text_field(path, out))
         node = out
         for part in path[:-1]:
             nxt = node.setdefault(part, {})
@@ -363,8 +424,30 @@ def load_config(preset: str | None = None, overrides: list[str] | None = None,
     return validate_config(raw)
 
 
+def _refuse_bools_as_numbers(raw: dict[str, Any]) -> None:
+    """Pydantic would read ``true`` as 1 for a number field; a typed ``true`` means a switch."""
+    if not isinstance(raw, dict):
+        return
+    for name, section in raw.items():
+        field = RunConfig.model_fields.get(name)
+        if field is None or not isinstance(section, dict):
+            continue
+        model = field.annotation
+        if name == "model":
+            _load_families()
+            model = ModelConfig.registry.get(section.get("family", "rbm"), ModelConfig)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        for key, value in section.items():
+            sub = model.model_fields.get(key)
+            if isinstance(value, bool) and sub is not None and bool not in (sub.annotation, *get_args(sub.annotation)):
+                raise ConfigError(f"config: {name}.{key} = {value} is invalid: it is true/false, but this setting "
+                                  f"is not a switch")
+
+
 def validate_config(raw: dict[str, Any]) -> RunConfig:
     """Validate a raw dict, turning pydantic's report into one readable ConfigError."""
+    _refuse_bools_as_numbers(raw)
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
@@ -373,24 +456,41 @@ def validate_config(raw: dict[str, Any]) -> RunConfig:
 
 def load_config_file(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Load a RunConfig saved as YAML (a run directory's ``config.yaml``)."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            blob = f.read(strict_yaml.MAX_BYTES + 1)
+        text = blob.decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config: {path} does not exist; pass the directory of a run (it holds config.yaml)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config: {path} cannot be read as UTF-8 text ({type(exc).__name__}); "
+                          f"is it a config.yaml written by boltzgan?") from None
+    raw = strict_yaml.load_mapping(text, str(path))
     return validate_config(apply_overrides(raw, overrides or []))
 
 
 def describe_validation_error(exc: ValidationError, raw: dict[str, Any]) -> str:
     """One line per problem: the dotted key, the bad value, and the fix (nearest valid name)."""
     lines = []
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors[:MAX_PROBLEMS]:
         loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
-        key = ".".join(loc) or "config"
-        value = err.get("input")
+        key = ".".join(loc)[:MAX_KEY] or "config"
+        value = shown(err.get("input"))
         if err["type"] == "extra_forbidden":
-            lines.append(f"config: unknown key '{key}' (value {value!r}); {_nearest_field(loc, raw)}")
+            lines.append(f"config: unknown key '{key}' (value {value}); {_nearest_field(loc, raw)}")
         elif err["type"] == "value_error":
-            lines.append(f"config: {err['msg'].removeprefix('Value error, ')}")
+            lines.append(f"config: {err['msg'].removeprefix('Value error, ')[:300]}")
         else:
-            lines.append(f"config: {key} = {value!r} is invalid: {err['msg']}")
+            lines.append(f"config: {key} = {value} is invalid: {err['msg'][:200]}")
+    if len(errors) > MAX_PROBLEMS:
+        lines.append(f"config: … and {len(errors) - MAX_PROBLEMS} more problem(s)")
     return "\n".join(lines)
+
+
+MAX_PROBLEMS = 8
+MAX_KEY = 80
 
 
 def _nearest_field(loc: list[str], raw: dict[str, Any]) -> str:
@@ -406,7 +506,7 @@ def _nearest_field(loc: list[str], raw: dict[str, Any]) -> str:
             ann = ModelConfig.registry.get(family, ModelConfig)
         model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else model
     names = list(model.model_fields)
-    near = difflib.get_close_matches(loc[-1], names, n=1, cutoff=0.5)
+    near = difflib.get_close_matches(loc[-1][:MAX_KEY], names, n=1, cutoff=0.5)
     prefix = ".".join(loc[:-1])
     if near:
         return f"did you mean '{prefix + '.' if prefix else ''}{near[0]}'?"

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline import atomic as artifacts
 from pipeline.checkpoints import latest_valid, list_checkpoints, persist_checkpoint, write_manifest
 from pipeline.config import RunConfig, validate_config
 from pipeline.data import PreparedData, load_prepared, open_split
-from pipeline.errors import TrainingDiverged, UserError
+from pipeline.errors import TrainingDiverged, UnsafeFileError, UserError
 from pipeline.feed import Feed, open_feed
 from pipeline.meter import StepMeter
 from pipeline.recipes.base import Batch, Recipe, recipe_class
@@ -65,18 +66,30 @@ class TrainResult:
 # ====================================================================================== driver
 
 def train(cfg: RunConfig, data: PreparedData, resume: bool = False,
-          progress: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+          progress: Callable[[dict[str, Any]], None] | None = None, restart: bool = False) -> TrainResult:
     """Train ``cfg`` on ``data``; with ``resume`` continue the run's latest valid checkpoint.
 
     A finished run asked to resume returns at once (``skipped``), which makes the stage idempotent
-    for orchestrators that re-run a flow after a crash.
+    for orchestrators that re-run a flow after a crash. A run directory is locked while it trains
+    (a second process is refused) and claimed (config.yaml written) only once Ray is up and the
+    resources fit, so a start that fails leaves nothing that blocks the corrected command.
+    ``restart`` allows a resumed run without any valid checkpoint to start again at epoch 1.
     """
+    from pipeline.locks import hold
+
+    with hold(RunDir.of(cfg).path, "train"):
+        return _train_locked(cfg, data, resume, progress, restart)
+
+
+def _train_locked(cfg: RunConfig, data: PreparedData, resume: bool,
+                  progress: Callable[[dict[str, Any]], None] | None, restart: bool) -> TrainResult:
     run_dir = RunDir.of(cfg)
-    resumed = _prepare_run_dir(cfg, data, resume)
+    resumed = _check_run_dir(cfg, resume)
     state = run_dir.read_state()
     if resumed and state and state.get("epoch", 0) >= cfg.train.epochs and run_dir.has_model():
         return TrainResult(str(run_dir), str(run_dir.model_path), state.get("checkpoint"),
                            state["epoch"], state["step"], state.get("metrics", {}), True, True)
+    from_checkpoint = _resume_point(cfg, resumed, restart)
 
     from pipeline.ray_utils import check_resources, ensure_ray, stop_ray_work_on_interrupt
 
@@ -84,8 +97,20 @@ def train(cfg: RunConfig, data: PreparedData, resume: bool = False,
     res = cfg.resources
     if res.num_workers > 0:
         check_resources(res.num_workers, res.cpus_per_worker, res.gpus_per_worker if res.use_gpu else 0.0)
+    _claim_run_dir(cfg, data, resumed)
+    try:
+        return _run_trainer(cfg, data, from_checkpoint, progress)
+    except BaseException:
+        if not resumed:
+            _release_unstarted(cfg)
+        raise
+
+
+def _run_trainer(cfg: RunConfig, data: PreparedData, from_checkpoint: bool,
+                 progress: Callable[[dict[str, Any]], None] | None) -> TrainResult:
+    run_dir = RunDir.of(cfg)
     board = _progress_board()
-    trainer = _make_trainer(cfg, data, resumed, board)
+    trainer = _make_trainer(cfg, data, from_checkpoint, board)
     outcome: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: outcome.update(result=_fit(trainer)), daemon=True)
     thread.start()
@@ -131,21 +156,62 @@ def _make_trainer(cfg: RunConfig, data: PreparedData, resume: bool, board: Any) 
     return TorchTrainer(worker_loop, train_loop_config=loop_config, scaling_config=scaling, run_config=run_config)
 
 
-def _prepare_run_dir(cfg: RunConfig, data: PreparedData, resume: bool) -> bool:
-    """Write config.yaml/data.json; refuse to overwrite another run. Returns True when resuming."""
+def _check_run_dir(cfg: RunConfig, resume: bool) -> bool:
+    """Refuse to overwrite another run; True when ``cfg`` resumes the run already there."""
     run_dir = RunDir.of(cfg)
-    if run_dir.has_config():
-        if not resume:
-            raise UserError(
-                f"output: run directory {run_dir} already holds a run of '{cfg.run_name}'. Pass --resume to "
-                f"continue it, or --set output.run_name=NEW (or output.root=DIR) to start another; "
-                f"nothing was changed.")
-        _check_compatible(run_dir.read_config(), cfg)
-        run_dir.write_config(cfg)
+    if not run_dir.has_config():
+        return False
+    if not resume:
+        raise UserError(
+            f"output: run directory {run_dir} already holds a run of '{cfg.run_name}'. Pass --resume to "
+            f"continue it, or --set output.run_name=NEW (or output.root=DIR) to start another; "
+            f"nothing was changed.")
+    _check_compatible(run_dir.read_config(), cfg)
+    return True
+
+
+def _resume_point(cfg: RunConfig, resumed: bool, restart: bool) -> bool:
+    """Whether the workers continue from a checkpoint. A resumed run whose epochs were logged but
+    that has no valid checkpoint is refused unless ``restart`` (it would silently begin again)."""
+    if not resumed:
+        return False
+    found = latest_valid(list_checkpoints(storage_of(cfg), cfg.run_name))
+    if found is not None:
+        if restart:
+            raise UserError(f"--restart: {RunDir.of(cfg).path} has a valid checkpoint (epoch {found[1]['epoch']}); drop "
+                            f"--restart to resume from it, or start a new run with --set output.run_name=NEW")
+        refuse_pickles(found[0])
         return True
-    run_dir.write_config(cfg)
-    run_dir.write_data_ref(data.path, data.meta.model_dump(mode="json"))
+    metrics = RunDir.of(cfg).path / "metrics.jsonl"
+    logged = artifacts.read_jsonl(metrics)
+    if not logged:
+        log.info("run %s has no checkpoint and no logged epoch yet: starting at epoch 1", cfg.run_name)
+        return False
+    if not restart:
+        raise UserError(
+            f"--resume: {RunDir.of(cfg).path} has no valid checkpoint (missing, corrupt or partial) although "
+            f"{len(logged)} epoch(s) were logged; resuming would start again at epoch 1. Pass --restart to start "
+            f"over (the old log is kept as metrics.jsonl.old), or put a valid checkpoint_* directory back.")
+    metrics.replace(metrics.with_name("metrics.jsonl.old"))
     return False
+
+
+def _claim_run_dir(cfg: RunConfig, data: PreparedData, resumed: bool) -> None:
+    """Write config.yaml (and data.json for a new run): from here on the directory holds this run."""
+    run_dir = RunDir.of(cfg)
+    run_dir.write_config(cfg)
+    if not resumed:
+        run_dir.write_data_ref(data.path, data.meta.model_dump(mode="json"))
+
+
+def _release_unstarted(cfg: RunConfig) -> None:
+    """Undo the claim of a new run that failed before its first checkpoint."""
+    if list_checkpoints(storage_of(cfg), cfg.run_name):
+        return
+    for name in ("config.yaml", "data.json", "metrics.jsonl", "state.json"):
+        (RunDir.of(cfg).path / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        RunDir.of(cfg).path.rmdir()  # only when nothing else is in it
 
 
 def _check_compatible(old: RunConfig, new: RunConfig) -> None:
@@ -178,6 +244,7 @@ def _finish(cfg: RunConfig, result: Any) -> TrainResult:
     local, manifest = found
     run_dir = RunDir.of(cfg)
     run_dir.install_model(local / MODEL_FILE)
+    artifacts.write_digest(run_dir.model_path)
     metrics = manifest.get("metrics", {})
     run_dir.write_state({"epoch": manifest["epoch"], "step": manifest["step"], "checkpoint": str(local),
                          "metrics": metrics})
@@ -284,7 +351,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     if cfg.train.max_steps:
         total = min(total, cfg.train.max_steps)
     ctx = _Context(cfg, rank, world, n, per_epoch, total, config["storage"], cfg.resources.num_workers == 0)
-    epoch, step = _restore(accelerator, cfg, config, rank)
+    epoch, step = _restore(accelerator, recipe, cfg, config)
     feed = open_feed(train_x, cfg.train.batch_size, world, rank, cfg.train.seed, recipe.data.shape,
                      accelerator.device, cfg.resources.data_in_memory_mb)
     eval_train = torch.from_numpy(np.array(train_x[: cfg.train.eval_examples]))
@@ -376,6 +443,10 @@ def _run_epoch(recipe: Recipe, accelerator: Any, ctx: _Context, feed: Feed, epoc
         try:
             with step_context():
                 meter.add(recipe.train_step(batch))
+            if log:  # the recipe's own bound reads parameters back: only where the metrics are read too
+                problem = recipe.check_divergence(batch)
+                if problem:
+                    meter.fail(problem)
         except TrainingDiverged as exc:  # a recipe's own guard, raised after its optimiser step
             meter.fail(str(exc))
         step += 1
@@ -429,7 +500,7 @@ def _compile(recipe: Recipe) -> None:
         module.compile()
 
 
-def _restore(accelerator: Any, cfg: RunConfig, config: dict[str, Any], rank: int) -> tuple[int, int]:
+def _restore(accelerator: Any, recipe: Recipe, cfg: RunConfig, config: dict[str, Any]) -> tuple[int, int]:
     """(epoch, step) to start from: the latest valid checkpoint when restarting or resuming."""
     import ray.train
 
@@ -440,8 +511,26 @@ def _restore(accelerator: Any, cfg: RunConfig, config: dict[str, Any], rank: int
     if found is None:
         return 0, 0
     local, manifest = found
-    accelerator.load_state(str(local / "accelerate"))
+    load_checkpoint(accelerator, recipe, local)
     return manifest["epoch"], manifest["step"]
+
+
+def load_checkpoint(accelerator: Any, recipe: Recipe, local: Path) -> None:
+    """Parameters and optimisers through Accelerate (safetensors, and torch.load with weights_only),
+    the recipe's own state from model.pt with weights_only=True. Never unpickles objects."""
+    refuse_pickles(local)
+    accelerator.load_state(str(local / "accelerate"))
+    recipe.load_state_dict(artifacts.load_torch(local / MODEL_FILE, "checkpoint").get("state", {}))
+
+
+def refuse_pickles(local: Path) -> None:
+    """Accelerate loads ``custom_checkpoint_*.pkl`` with weights_only=False: such a file is refused."""
+    planted = sorted(p.name for p in (local / "accelerate").glob("custom_checkpoint_*.pkl"))
+    if planted:
+        raise UnsafeFileError(f"checkpoint: {local} holds {', '.join(planted)}, which Accelerate would unpickle "
+                              f"with weights_only=False (it could run code); boltzgan never writes such files, so "
+                              f"the checkpoint was refused. Delete that checkpoint directory or start over "
+                              f"(--restart).")
 
 
 def _recover(recipe: Recipe, accelerator: Any, cfg: RunConfig, config: dict[str, Any], rank: int,
@@ -461,7 +550,7 @@ def _recover(recipe: Recipe, accelerator: Any, cfg: RunConfig, config: dict[str,
             ray_get_push(board, {"kind": "diverged", "message": full})
         return None
     local, manifest = found
-    accelerator.load_state(str(local / "accelerate"))
+    load_checkpoint(accelerator, recipe, local)
     recipe.on_divergence_restart(attempt)
     if rank == 0:
         board.push.remote({"kind": "restart", "message": f"{message}; restored {where} (attempt {attempt})"})

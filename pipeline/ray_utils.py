@@ -25,20 +25,54 @@ def ensure_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, loopback-only instance
     from pipeline.ray_logs import init_kwargs, local_ray_env
 
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True,
                                   **init_kwargs())
     if address:
         ray.init(address=address, **kwargs)
-    else:  # "local": a new instance, never another cluster found on this machine (pipeline/ray_logs.py)
+    else:  # a new local instance, never another cluster found on this machine (pipeline/ray_logs.py)
         # Ray starts its workers at nice 15 (RAY_worker_niceness, read when Ray starts): they then
         # yield the CPU to every normal-priority process, Ray's own raylet and GCS included, and
         # a training worker next to any busy process crawls. A Ray we start runs them at nice 0.
         os.environ.setdefault("RAY_worker_niceness", "0")
         local_ray_env()
-        ray.init(address="local", **kwargs)
+        init_local_ray(**kwargs)
+
+
+LOOPBACK = "127.0.0.1"
+
+
+def init_local_ray(**kwargs: Any) -> None:
+    """Start a single-machine Ray whose processes listen on the loopback interface only.
+
+    ``ray.init(_node_ip_address="127.0.0.1")`` alone is not enough: Ray replaces a loopback node
+    address by the machine's external one unless ``ray_constants.ENABLE_RAY_CLUSTER`` is false
+    (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read when Ray is imported; Ray's own default on
+    Windows and macOS). With a loopback node address GCS, raylet, object manager, agents and
+    workers bind 127.0.0.1. Ray's token authentication (its default for a new local cluster) stays
+    on, with a random token per driver process in RAY_AUTH_TOKEN (Ray's highest-precedence token
+    source, inherited by the processes Ray starts) rather than the shared ~/.ray/auth_token, which
+    concurrent local clusters of one user race to create. An explicit RAY_AUTH_MODE or token is
+    respected. ``address="local"`` starts a new instance even when ``ray start`` left a cluster
+    recorded on this machine.
+    """
+    import ray
+    from ray._private import ray_constants
+
+    saved_env = os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR)
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    _own_token()
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"  # inherited by Ray's own processes
+    ray_constants.ENABLE_RAY_CLUSTER = False  # this process imported Ray already
+    try:
+        ray.init(address="local", _node_ip_address=LOOPBACK, **kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+        if saved_env is None:
+            os.environ.pop(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, None)
+        else:
+            os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = saved_env
 
 
 def workers_that_fit(nodes: list[dict[str, Any]], cpus_per_worker: float, gpus_per_worker: float = 0.0) -> int:
@@ -101,3 +135,17 @@ def stop_ray_work_on_interrupt() -> Iterator[None]:
             log.warning("interrupted: stopping this run's Ray workers and tasks")
             ray.shutdown()
         raise
+
+
+def _own_token() -> None:
+    """Token mode with this process's own random token, unless the user configured auth."""
+    if any(os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
+        return
+    import secrets
+
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # 256 bits, as Ray's own generator
+    Config.initialize("")  # this process read RAY_AUTH_MODE already: refresh it (as Ray itself does)
+    AuthenticationTokenLoader.instance().reset_cache()

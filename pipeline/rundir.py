@@ -159,8 +159,16 @@ class RunDir:
 
     @classmethod
     def of(cls, cfg: RunConfig) -> RunDir:
-        """``<output.root>/<run_name>``."""
-        return cls(output_root(cfg) / cfg.run_name)
+        """``<output.root>/<run_name>``, checked to resolve inside the root (symbolic links followed)."""
+        root = output_root(cfg)
+        real = (root / cfg.run_name).resolve()
+        if real != root and root not in real.parents:
+            from pipeline.errors import ConfigError
+
+            raise ConfigError(f"output: {root / cfg.run_name} leads to {real}, outside output.root={root}; every "
+                              f"file of a run is written inside the root. Remove the link or choose another "
+                              f"output.run_name.")
+        return cls(root / cfg.run_name)
 
     @property
     def name(self) -> str:
@@ -205,7 +213,9 @@ class RunDir:
         if not self.has_config():
             raise UserError(f"run: {self.path} has no {CONFIG}; pass the directory of a trained run "
                             f"(<output.root>/<run name>), e.g. runs/demo")
-        raw = yaml.safe_load(self._read_text(CONFIG)) or {}
+        from pipeline import strict_yaml
+
+        raw = strict_yaml.load_mapping(self._read_text(CONFIG), str(self.path / CONFIG))
         return validate_config(apply_overrides(raw, overrides or []))
 
     def write_data_ref(self, path: str, meta: dict[str, Any]) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from pipeline.atomic import load_torch, verify_digest
 from pipeline.config import RunConfig, validate_config
 from pipeline.data import DataShape, PreparedData, load_prepared
 from pipeline.errors import UserError
@@ -31,7 +30,7 @@ def load_trained(run_dir: str | Path | RunDir) -> TrainedModel:
     if not path.exists():
         raise UserError(f"run: {run_dir} has no {path.name}; train it first (boltzgan train PRESET) "
                         f"or pass the directory of a finished run")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = load_model_file(path)
     cfg = validate_config(blob["config"])
     shape = blob["data_shape"]
     data_shape = DataShape(shape=tuple(shape["shape"]), value_range=tuple(shape["value_range"]),
@@ -44,3 +43,13 @@ def load_trained(run_dir: str | Path | RunDir) -> TrainedModel:
     data_path = run_dir.data_path()
     data = load_prepared(data_path) if data_path else None
     return TrainedModel(cfg, recipe, data, blob["epoch"], blob["step"], run_dir)
+
+
+def load_model_file(path: Path) -> dict:
+    """``model.pt`` after two checks: its bytes match ``model.pt.sha256`` and it loads with
+    ``weights_only=True`` (tensors and plain containers only); a file failing either is refused."""
+    verify_digest(path, "run")
+    blob = load_torch(path, "run")
+    if not isinstance(blob, dict) or not {"family", "config", "modules", "data_shape"} <= set(blob):
+        raise UserError(f"run: {path} is not a boltzgan model file (missing family/config/modules); re-create it")
+    return blob

@@ -1,17 +1,17 @@
 """Shared fixtures."""
 
-import os
-
 import pytest
 
 
 @pytest.fixture
 def fresh_ray():
-    """A local 2-CPU Ray started for the test alone (earlier stages may have left one running)."""
+    """A local 2-CPU Ray started for the test alone (earlier stages may have left one running),
+    listening on loopback only, like the one boltzgan starts."""
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from pipeline.ray_utils import init_local_ray
+
     ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False)
+    init_local_ray(num_cpus=2, include_dashboard=False)
     yield ray
     ray.shutdown()

@@ -8,6 +8,7 @@ the same thing in 5 s, together with the local alternatives.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import urllib.error
@@ -18,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import DataError
+
+log = logging.getLogger(__name__)
 
 HUB_PROBE_SECONDS = 5.0
 LOCAL_SOURCES = ("idx:DIR (MNIST-format files), parquet:PATH, disk:PATH (a dataset saved with save_to_disk) "
@@ -104,15 +107,68 @@ def to_unit_image(value: Any) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def convert_split(ds) -> tuple[list[np.ndarray], np.ndarray | None, list[str] | None]:
-    """(images as float32 (H, W, C) arrays, int64 labels or None, class names or None)."""
+def convert_split(ds, bad_images: str = "refuse") -> tuple[list[np.ndarray], np.ndarray | None, list[str] | None]:
+    """(images as float32 (H, W, C) arrays, int64 labels or None, class names or None).
+
+    Encoded images (an ``Image`` feature, or a ``{bytes, path}`` struct written without the HF
+    metadata) are decoded here one by one, so an unreadable file (corrupt, truncated, a
+    decompression bomb) is named: refused, or skipped with a warning when ``bad_images="skip"``.
+    """
     import datasets
 
     image_col, label_col = image_label_columns(ds)
-    images = [to_unit_image(v) for v in ds[image_col]]
+    if isinstance(ds.features[image_col], datasets.Image):
+        ds = ds.cast_column(image_col, datasets.Image(decode=False))
+    images, keep = [], []
+    for i, value in enumerate(ds[image_col]):
+        image = _decode(value, i, image_col, bad_images)
+        if image is not None:
+            images.append(image)
+            keep.append(i)
+    if not images:
+        raise DataError(f"data.source: none of the {len(ds)} images in column '{image_col}' could be read")
     if label_col is None:
         return images, None, None
-    labels = np.asarray(ds[label_col], dtype=np.int64)
+    labels = np.asarray(ds[label_col], dtype=np.int64)[keep]
     feature = ds.features[label_col]
     names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
     return images, labels, names
+
+
+def _decode(value: Any, index: int, column: str, bad_images: str) -> np.ndarray | None:
+    """One image value -> float32 (H, W, C), or None when it is unreadable and skipped."""
+    if isinstance(value, dict) and ("bytes" in value or "path" in value):
+        name = value.get("path") or f"row {index}"
+        try:
+            return to_unit_image(_open_image(value))
+        except Exception as exc:  # PIL's UnidentifiedImageError, OSError (truncated), DecompressionBomb*
+            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+            if bad_images == "skip":
+                log.warning("data.source: skipping unreadable image %s (%s)", name, reason)
+                return None
+            raise DataError(f"data.source: the image {name} (row {index} of column '{column}') cannot be read "
+                            f"({reason}); remove or replace it, or set data.bad_images=skip to leave unreadable "
+                            f"images out") from None
+    if isinstance(value, (dict, str, bytes)) or value is None:
+        raise DataError(f"data.source: column '{column}' holds {type(value).__name__} values (row {index}), not "
+                        f"images or pixel arrays; store images as an Image feature or {{bytes, path}} structs")
+    try:
+        return to_unit_image(value)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"data.source: row {index} of column '{column}' is not a pixel array ({exc})") from None
+
+
+def _open_image(value: dict) -> Any:
+    """PIL image from encoded bytes (or the file path), fully loaded; a decompression-bomb warning
+    (more than PIL's MAX_IMAGE_PIXELS) counts as unreadable."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        source = io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]
+        with Image.open(source) as img:
+            img.load()
+            return img.copy()

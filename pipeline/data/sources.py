@@ -45,8 +45,9 @@ class Source:
     load: Callable[[], Raw]
 
 
-def resolve_source(uri: str, toy_samples: int, seed: int) -> Source:
-    """Check ``uri`` and fingerprint what it names; nothing is read yet."""
+def resolve_source(uri: str, toy_samples: int, seed: int, bad_images: str = "refuse") -> Source:
+    """Check ``uri`` and fingerprint what it names; nothing is read yet. ``bad_images`` (refuse or
+    skip) is what the ``datasets``-read sources do with an image file that cannot be decoded."""
     scheme, sep, arg = uri.partition(":")
     if uri == "digits":
         return Source(uri, "image", "sklearn-digits-v1", _load_digits)
@@ -54,7 +55,7 @@ def resolve_source(uri: str, toy_samples: int, seed: int) -> Source:
         return Source(uri, "points", f"toy-{arg}", lambda: _load_toy(arg, toy_samples, seed))
     resolvers = {"idx": _idx, "hf": _hub, "imagefolder": _imagefolder, "parquet": _parquet, "disk": _disk}
     if scheme in resolvers and sep and arg:
-        return resolvers[scheme](uri, arg)
+        return resolvers[scheme](uri, arg) if scheme == "idx" else resolvers[scheme](uri, arg, bad_images)
     near = difflib.get_close_matches(scheme, SCHEMES, n=1, cutoff=0.5)
     hint = f" Did you mean '{near[0]}{'' if near[0] == 'digits' else ':'}'?" if near and near[0] != scheme else ""
     needs_arg = f" '{scheme}:' needs a path or name after the colon." if scheme in resolvers else ""
@@ -137,7 +138,7 @@ def _idx(uri: str, arg: str) -> Source:
     return Source(uri, "image", _fingerprint_files(list(files.values())), load)
 
 
-def _datasets_source(uri: str, fingerprint: str, get: Callable[[], object]) -> Source:
+def _datasets_source(uri: str, fingerprint: str, get: Callable[[], object], bad_images: str = "refuse") -> Source:
     """A source read through ``datasets``: its train split and its test (or validation) split when it
     has one; otherwise its only (or train) split becomes "all", to be split at random."""
 
@@ -153,14 +154,14 @@ def _datasets_source(uri: str, fingerprint: str, get: Callable[[], object]) -> S
         test = next((n for n in ("test", "validation") if n in parts and n != train), None)
         splits, class_names = {}, None
         for key, name in (("train", train), ("test", test)) if test else (("all", train),):
-            images, labels, names = hf.convert_split(parts[name])
+            images, labels, names = hf.convert_split(parts[name], bad_images)
             splits[key], class_names = Split(images, labels), class_names or names
         return Raw(splits, class_names)
 
     return Source(uri, "image", fingerprint, load)
 
 
-def _imagefolder(uri: str, arg: str) -> Source:
+def _imagefolder(uri: str, arg: str, bad_images: str) -> Source:
     import datasets
 
     directory = _existing(arg, "imagefolder")
@@ -169,10 +170,10 @@ def _imagefolder(uri: str, arg: str) -> Source:
         raise DataError(f"data.source: imagefolder {directory} is empty or not a directory; it needs class "
                         f"sub-folders of images (e.g. cat/1.png, dog/2.png)")
     get = lambda: hf.call(lambda: datasets.load_dataset("imagefolder", data_dir=str(directory)), uri)  # noqa: E731
-    return _datasets_source(uri, _fingerprint_files(files), get)
+    return _datasets_source(uri, _fingerprint_files(files), get, bad_images)
 
 
-def _parquet(uri: str, arg: str) -> Source:
+def _parquet(uri: str, arg: str, bad_images: str) -> Source:
     import datasets
 
     path = _existing(arg, "parquet")
@@ -183,7 +184,7 @@ def _parquet(uri: str, arg: str) -> Source:
         raise DataError(f"data.source: {uri} holds no examples (its parquet files have 0 rows); it is empty")
     get = lambda: hf.call(  # noqa: E731
         lambda: datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train"), uri)
-    return _datasets_source(uri, _fingerprint_files(files), get)
+    return _datasets_source(uri, _fingerprint_files(files), get, bad_images)
 
 
 def _parquet_rows(path: Path) -> int:
@@ -195,24 +196,27 @@ def _parquet_rows(path: Path) -> int:
         raise DataError(f"data.source: {path} is not a readable parquet file ({type(exc).__name__}: {exc})") from None
 
 
-def _disk(uri: str, arg: str) -> Source:
+def _disk(uri: str, arg: str, bad_images: str) -> Source:
     import datasets
 
     path = _existing(arg, "disk")
     get = lambda: hf.call(lambda: datasets.load_from_disk(str(path)), uri,  # noqa: E731
                           " (disk: expects a directory written by Dataset.save_to_disk or DatasetDict.save_to_disk)")
-    return _datasets_source(uri, _fingerprint_files(_files_under(path)), get)
+    return _datasets_source(uri, _fingerprint_files(_files_under(path)), get, bad_images)
 
 
-def _hub(uri: str, arg: str) -> Source:
+def _hub(uri: str, arg: str, bad_images: str) -> Source:
     """``hf:NAME[:CONFIG]``: a local dataset directory, else the Hub (its local cache when offline)."""
     import datasets
 
     name, _, config = arg.partition(":")
     local = Path(name).expanduser()
+    if name.startswith(("/", "./", "../", "~")) and not local.exists():
+        raise DataError(f"data.source: {uri} names the local path {local}, which does not exist (relative paths "
+                        f"are resolved from {Path.cwd()}); check the path. Hub names look like OWNER/NAME.")
     if local.is_dir():
         get = lambda: hf.call(lambda: datasets.load_dataset(str(local), config or None), uri)  # noqa: E731
-        return _datasets_source(uri, _fingerprint_files(_files_under(local)), get)
+        return _datasets_source(uri, _fingerprint_files(_files_under(local)), get, bad_images)
     advice = f" To use a local copy instead: {hf.LOCAL_SOURCES}."
     # datasets reads the offline variables at import; when they were set later we still probe,
     # because datasets would go on to try the network.
@@ -228,4 +232,4 @@ def _hub(uri: str, arg: str) -> Source:
     ds = hf.call(lambda: datasets.load_dataset(name, config or None), uri, advice)
     caches = ds.cache_files.values() if isinstance(ds, datasets.DatasetDict) else [ds.cache_files]
     files = [Path(f["filename"]) for split in caches for f in split]  # the Arrow files in the local cache
-    return _datasets_source(uri, _fingerprint_files(files), lambda: ds)
+    return _datasets_source(uri, _fingerprint_files(files), lambda: ds, bad_images)

@@ -21,6 +21,7 @@ from pipeline.data.sources import Raw, Source, Split, resolve_source
 from pipeline.data.store import split_table, write_splits
 from pipeline.data.transforms import binarize, conform, scale
 from pipeline.errors import DataError
+from pipeline.locks import hold
 
 FORMAT_VERSION = 2  # 2: one Arrow record batch per split (memory-mapped as one numpy view)
 
@@ -32,6 +33,7 @@ def output_fields(cfg: DataConfig, kind: str) -> dict:
         keep |= {"toy_samples"}
     else:
         keep |= {"channels", "image_size", "resize", "binarize"}
+        keep |= {"bad_images"} if cfg.bad_images != "refuse" else set()  # refuse never changes an output
         keep |= {"scale"} if cfg.binarize == "none" else {"threshold"} if cfg.binarize == "threshold" else set()
     return {k: v for k, v in cfg.model_dump(mode="json").items() if k in keep}
 
@@ -47,12 +49,19 @@ def prepare(cfg: DataConfig, out: str | Path) -> PreparedData:
     (``cached=True``). ``out`` holding anything else is an error, never overwritten."""
     started = time.perf_counter()
     out = Path(out).expanduser().resolve()
-    source = resolve_source(cfg.source, cfg.toy_samples, cfg.seed)
+    source = resolve_source(cfg.source, cfg.toy_samples, cfg.seed, cfg.bad_images)
     fingerprint = spec_fingerprint(cfg, source)
     existing = _existing_output(out, fingerprint)
     if existing is not None:
         return existing
+    with hold(out, "data"):  # one writer per directory; a second one is refused, naming the holder
+        existing = _existing_output(out, fingerprint)
+        return existing if existing is not None else _build(cfg, source, fingerprint, out, started)
+
+
+def _build(cfg: DataConfig, source: Source, fingerprint: str, out: Path, started: float) -> PreparedData:
     raw = source.load()
+    _refuse_nonfinite(raw, cfg.source)
     (train, test), split_note = _split(raw, cfg)
     (train_x, test_x), fields = _points(train, test) if source.kind == "points" else _images(train, test, cfg)
     meta = DataMeta(source=cfg.source, fingerprint=fingerprint, n_train=len(train_x), n_test=len(test_x),
@@ -105,6 +114,23 @@ def _split(raw: Raw, cfg: DataConfig) -> tuple[tuple[Split, Split], str]:
         if len(split.images) == 0:
             raise DataError(f"data.source: {cfg.source} has no {name} examples; it is empty")
     return (train, test), note
+
+
+def _refuse_nonfinite(raw: Raw, source: str) -> None:
+    """NaN/inf values would be scaled into every image (one inf maximum makes all pixels -1)."""
+    for name, split in raw.splits.items():
+        arrays = split.images if isinstance(split.images, list) else [split.images]
+        bad, first = 0, None
+        for i, x in enumerate(arrays):
+            finite = np.isfinite(np.asarray(x, dtype=np.float64) if not isinstance(split.images, list) else x)
+            n = int(finite.size - np.count_nonzero(finite))
+            if n and first is None:
+                where = np.argwhere(~finite)[0]
+                first = tuple(int(w) for w in where) if not isinstance(split.images, list) else (i, *map(int, where))
+            bad += n
+        if bad:
+            raise DataError(f"data.source: {source} has {bad:,} non-finite value(s) (NaN or inf) in its {name} split; "
+                            f"the first at index {first} (example, then position); clean the data first")
 
 
 def _take(split: Split, idx: np.ndarray) -> Split:

@@ -184,6 +184,13 @@ class Recipe(ABC):
         """A generator on this worker's device seeded with :meth:`rank_seed`."""
         return torch.Generator(device=self.device).manual_seed(self.rank_seed(stream))
 
+    def check_divergence(self, batch: Batch) -> str | None:
+        """Why training has diverged (named bound and value), or None; called after the logging
+        steps' optimiser step (where the engine reads metrics back anyway, so a check that reads
+        parameters costs no extra host synchronisation). The engine then restores the last
+        checkpoint (when the family can adapt) or stops the run."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         """Training state beyond module/optimiser parameters (persistent chains, buffers, EMA)."""
         return {}
@@ -208,7 +215,8 @@ class Recipe(ABC):
             prepared = (prepared,)
         self.wrapped = dict(zip(names, prepared[: len(names)]))
         self.optimizers = dict(zip(opt_names, prepared[len(names):]))
-        accelerator.register_for_checkpointing(_ExtraState(self))
+        # The recipe's own state is not registered with Accelerate: Accelerate unpickles custom
+        # state with weights_only=False. The engine restores it from the checkpoint's model.pt.
         self.after_setup()
 
     def net(self, name: str) -> nn.Module:
@@ -236,19 +244,6 @@ class Recipe(ABC):
             elif self.accelerator.sync_gradients:
                 self.accelerator.clip_grad_norm_(params, clip)
         opt.step()
-
-
-class _ExtraState:
-    """Adapter registered with Accelerate so ``save_state`` also stores the recipe's own state."""
-
-    def __init__(self, recipe: Recipe):
-        self.recipe = recipe
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.recipe.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.recipe.load_state_dict(state)
 
 
 def make_optimizer(params: Any, train: TrainConfig, lr: float | None = None,

@@ -22,6 +22,10 @@ class EnergyRecipe(Recipe):
     a ``regularizer``; the module named ``energy_module`` returns per-example energies from forward."""
 
     energy_module: str = "model"
+    # Divergence guard: no healthy energy model has a parameter this large. For binary units a
+    # pre-activation past ~40 already saturates the sigmoid to 1e-17, so one weight of 1e4 makes a
+    # unit deterministic whatever its other inputs; an unstable learning rate gets there in a step.
+    max_parameter_magnitude: float = 1e4
 
     @classmethod
     def ddp_static_graph(cls, cfg: Any) -> bool:
@@ -59,3 +63,17 @@ class EnergyRecipe(Recipe):
         if reg is not None:
             metrics["regularizer"] = reg.detach()
         return metrics
+
+    def check_divergence(self, batch: Batch) -> str | None:
+        """Stop (or restore and lower the rate) when a parameter of the energy leaves the sane range."""
+        params = [p.detach() for p in self.modules[self.energy_module].parameters()]
+        if not params:
+            return None
+        worst = float(torch.stack([p.abs().max() for p in params]).max())
+        bound = float(getattr(self.mcfg, "max_parameter_magnitude", None) or self.max_parameter_magnitude)
+        if worst <= bound:  # False for NaN too
+            return None
+        lrs = sorted({g["lr"] for opt in self.optimizers.values() for g in opt.param_groups})
+        return (f"parameters blew up at step {batch.step}: max |θ| of the {self.family} energy = {worst:.3g} > "
+                f"{bound:g} (the energy models' parameter bound); the learning rate "
+                f"{', '.join(f'{lr:g}' for lr in lrs)} is too high: lower train.lr")

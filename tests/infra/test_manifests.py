@@ -223,3 +223,21 @@ def test_entrypoints_are_module_paths_that_do_not_shadow_the_pipeline_package():
     for dep in _load("prefect.yaml")["deployments"]:
         module, func = dep["entrypoint"].split(":")
         assert not module.endswith(".py") and module.startswith("flows."), dep["entrypoint"]
+
+
+def test_no_plaintext_secrets_and_nothing_exposed_without_auth():
+    compose = _load("infra/prefect/docker-compose.yaml")["services"]
+    assert compose["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${PREFECT_DB_PASSWORD:?")
+    assert "${PREFECT_DB_PASSWORD" in compose["prefect"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert compose["prefect"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"].startswith("${")
+    assert all(p.startswith("127.0.0.1:") for p in compose["prefect"]["ports"])
+    for rel in ("infra/ray/cluster.yaml", "infra/ray/onprem.yaml"):
+        cfg = _load(rel)
+        starts = cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]
+        assert not any("dashboard-host" in c for c in starts), rel
+        assert all("RAY_AUTH_MODE=token" in c for c in starts if c.strip() != "ray stop"), rel
+    for rel in ("infra/kuberay/raycluster.yaml", "infra/kuberay/rayjob.yaml"):
+        doc = _load(rel)
+        spec = doc["spec"] if doc["kind"] == "RayCluster" else doc["spec"]["rayClusterSpec"]
+        assert spec["authOptions"]["mode"] == "token"
+        assert spec["headGroupSpec"]["rayStartParams"].get("dashboard-host") != "0.0.0.0"

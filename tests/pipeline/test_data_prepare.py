@@ -216,4 +216,5 @@ def test_a_failure_while_writing_leaves_nothing_behind(idx_dir, tmp_path, monkey
     monkeypatch.setattr("pipeline.data.stage.write_splits", half_write)
     with pytest.raises(OSError, match="disk full"):
         prepare(DataConfig(source=f"idx:{idx_dir}"), tmp_path / "out")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]  # no out, no temporary sibling
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [".out.lock", "idx"]  # no out, no temporary sibling (the lock file stays, empty of data)

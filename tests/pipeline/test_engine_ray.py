@@ -91,7 +91,6 @@ def test_killed_worker_resumes_from_last_checkpoint(tmp_path, digits, fresh_ray,
 def test_workers_spread_over_two_nodes(tmp_path, digits):
     from ray.cluster_utils import Cluster
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     cluster.add_node(num_cpus=1)

@@ -68,3 +68,65 @@ def test_ensure_ray_keeps_an_existing_connection(fake_init, monkeypatch):
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     ensure_ray("10.0.0.1:6379")
     assert fake_init == []
+
+
+# ---------------------------------------------------------------------------- a local Ray binds loopback
+_LIST_SOCKETS = r'''
+import json, psutil, ray
+from pipeline.ray_utils import ensure_ray
+
+ensure_ray()
+
+@ray.remote
+def task():
+    return 1
+
+@ray.remote(num_cpus=0)
+class Actor:
+    def ping(self):
+        return 1
+
+assert ray.get(task.remote()) == 1
+actor = Actor.remote()
+assert ray.get(actor.ping.remote()) == 1
+me = psutil.Process()
+found = []
+for proc in [me, *me.children(recursive=True)]:
+    try:
+        found += [[proc.name(), c.laddr.ip, c.laddr.port] for c in proc.net_connections(kind="inet")
+                  if c.status == psutil.CONN_LISTEN]
+    except psutil.Error:
+        pass
+import os
+print("AUTH " + os.environ.get("RAY_AUTH_MODE", "unset"))
+print("SOCKETS" + json.dumps(found))
+ray.shutdown()
+'''
+
+
+def _loopback(ip: str) -> bool:
+    import ipaddress
+
+    addr = ipaddress.ip_address(ip.split("%")[0])
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return (mapped or addr).is_loopback
+
+
+@pytest.mark.ray
+def test_a_local_ray_started_by_boltzgan_listens_on_loopback_only():
+    """Every listening socket of the processes ensure_ray starts (GCS, raylet, agents, workers,
+    the driver) is bound to 127.0.0.1; only this subprocess's own descendants are inspected."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    out = subprocess.run([sys.executable, "-c", _LIST_SOCKETS], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    sockets = json.loads(out.stdout.split("SOCKETS", 1)[1].splitlines()[0])
+    names = {name for name, _, _ in sockets}
+    assert "gcs_server" in names and "raylet" in names, sockets  # the inspection saw Ray's processes
+    exposed = [s for s in sockets if not _loopback(s[1])]
+    assert not exposed, f"listening beyond loopback: {exposed}"
+    assert "AUTH token" in out.stdout  # and Ray's token authentication stays on

@@ -203,7 +203,8 @@ def test_every_gan_preset_builds_and_steps(name):
 
 
 def test_accelerate_checkpoint_holds_both_players_their_optimisers_and_the_cycle(tmp_path):
-    """As the engine does: setup(accelerator), save_state, then a fresh recipe load_state-s it."""
+    """As the engine does: setup(accelerator), save_state plus the recipe state in model.pt, then a
+    fresh recipe restores both (pipeline.engine.load_checkpoint, weights_only=True for the state)."""
     from accelerate import Accelerator
 
     opts = ("model.loss=wgan-gp", "model.n_critic=3", "model.ema=0.9")
@@ -220,9 +221,12 @@ def test_accelerate_checkpoint_holds_both_players_their_optimisers_and_the_cycle
     _run(straight, range(6))
     first, acc = built()
     _run(first, range(4))
-    acc.save_state(str(tmp_path / "ckpt"))
+    from pipeline.engine import load_checkpoint
+
+    acc.save_state(str(tmp_path / "ckpt" / "accelerate"))
+    torch.save({"state": first.state_dict()}, tmp_path / "ckpt" / "model.pt")
     resumed, acc2 = built()
-    acc2.load_state(str(tmp_path / "ckpt"))
+    load_checkpoint(acc2, resumed, tmp_path / "ckpt")
     assert resumed.d_steps == 4 and resumed.last_g == first.last_g
     _run(resumed, range(4, 6))
     for a, b in zip(_params(straight), _params(resumed)):

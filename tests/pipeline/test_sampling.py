@@ -214,9 +214,10 @@ def ray2():
     """One local 2-CPU Ray for this module's Ray tests."""
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from pipeline.ray_utils import init_local_ray
+
     ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False)
+    init_local_ray(num_cpus=2, include_dashboard=False)
     yield ray
     ray.shutdown()
 
