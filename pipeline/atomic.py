@@ -107,7 +107,7 @@ def verify_digest(path: str | Path, what: str) -> None:
     if actual != expected:
         raise UnsafeFileError(f"{what}: {path} was refused: its sha256 {actual[:16]}… does not match "
                               f"{sidecar.name} ({expected[:16]}…); the file is corrupt or was altered. Re-create it "
-                              f"(train again, or copy model.pt from the run's newest checkpoint_* directory).")
+                              f"(train again, or copy {path.name} from the run's newest checkpoint_* directory).")
 
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:

@@ -462,10 +462,10 @@ def load_config_file(path: str | Path, overrides: list[str] | None = None) -> Ru
             blob = f.read(strict_yaml.MAX_BYTES + 1)
         text = blob.decode("utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config: {path} does not exist; pass the directory of a run (it holds config.yaml)") from None
+        raise ConfigError(f"config: {path} does not exist; pass the directory of a run (it holds {path.name})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config: {path} cannot be read as UTF-8 text ({type(exc).__name__}); "
-                          f"is it a config.yaml written by boltzgan?") from None
+                          f"is it a {path.name} written by boltzgan?") from None
     raw = strict_yaml.load_mapping(text, str(path))
     return validate_config(apply_overrides(raw, overrides or []))
 

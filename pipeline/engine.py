@@ -29,7 +29,7 @@ from pipeline.errors import TrainingDiverged, UnsafeFileError, UserError
 from pipeline.feed import Feed, open_feed
 from pipeline.meter import StepMeter
 from pipeline.recipes.base import Batch, Recipe, recipe_class
-from pipeline.rundir import MODEL_FILE, RunDir, storage_of
+from pipeline.rundir import METRICS_LOG, MODEL_FILE, RunDir, storage_of
 from pipeline.sharding import num_batches
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def _train_locked(cfg: RunConfig, data: PreparedData, resume: bool,
                            state["epoch"], state["step"], state.get("metrics", {}), True, True)
     from_checkpoint = _resume_point(cfg, resumed, restart)
 
-    from pipeline.ray_utils import check_resources, ensure_ray, stop_ray_work_on_interrupt
+    from pipeline.ray_utils import check_resources, ensure_ray
 
     ensure_ray(cfg.resources.ray_address)
     res = cfg.resources
@@ -108,6 +108,8 @@ def _train_locked(cfg: RunConfig, data: PreparedData, resume: bool,
 
 def _run_trainer(cfg: RunConfig, data: PreparedData, from_checkpoint: bool,
                  progress: Callable[[dict[str, Any]], None] | None) -> TrainResult:
+    from pipeline.ray_utils import stop_ray_work_on_interrupt
+
     run_dir = RunDir.of(cfg)
     board = _progress_board()
     trainer = _make_trainer(cfg, data, from_checkpoint, board)
@@ -182,8 +184,7 @@ def _resume_point(cfg: RunConfig, resumed: bool, restart: bool) -> bool:
                             f"--restart to resume from it, or start a new run with --set output.run_name=NEW")
         refuse_pickles(found[0])
         return True
-    metrics = RunDir.of(cfg).path / "metrics.jsonl"
-    logged = artifacts.read_jsonl(metrics)
+    logged = RunDir.of(cfg).epochs()
     if not logged:
         log.info("run %s has no checkpoint and no logged epoch yet: starting at epoch 1", cfg.run_name)
         return False
@@ -191,8 +192,8 @@ def _resume_point(cfg: RunConfig, resumed: bool, restart: bool) -> bool:
         raise UserError(
             f"--resume: {RunDir.of(cfg).path} has no valid checkpoint (missing, corrupt or partial) although "
             f"{len(logged)} epoch(s) were logged; resuming would start again at epoch 1. Pass --restart to start "
-            f"over (the old log is kept as metrics.jsonl.old), or put a valid checkpoint_* directory back.")
-    metrics.replace(metrics.with_name("metrics.jsonl.old"))
+            f"over (the old log is kept as {METRICS_LOG}.old), or put a valid checkpoint_* directory back.")
+    RunDir.of(cfg).archive_epochs()
     return False
 
 
@@ -208,8 +209,7 @@ def _release_unstarted(cfg: RunConfig) -> None:
     """Undo the claim of a new run that failed before its first checkpoint."""
     if list_checkpoints(storage_of(cfg), cfg.run_name):
         return
-    for name in ("config.yaml", "data.json", "metrics.jsonl", "state.json"):
-        (RunDir.of(cfg).path / name).unlink(missing_ok=True)
+    RunDir.of(cfg).release_claim()
     with contextlib.suppress(OSError):
         RunDir.of(cfg).path.rmdir()  # only when nothing else is in it
 
@@ -443,10 +443,8 @@ def _run_epoch(recipe: Recipe, accelerator: Any, ctx: _Context, feed: Feed, epoc
         try:
             with step_context():
                 meter.add(recipe.train_step(batch))
-            if log:  # the recipe's own bound reads parameters back: only where the metrics are read too
-                problem = recipe.check_divergence(batch)
-                if problem:
-                    meter.fail(problem)
+            if log:  # guards on parameters: computed where the metrics are read back anyway
+                meter.add(recipe.guard_metrics(batch))
         except TrainingDiverged as exc:  # a recipe's own guard, raised after its optimiser step
             meter.fail(str(exc))
         step += 1
@@ -473,7 +471,7 @@ def _logging_step(step: int, batch_index: int, ctx: _Context) -> bool:
 def _check(reading: Any, step: int, epoch: int, ctx: _Context) -> Any:
     """Stop all workers together when the read-back found a divergence on any of them."""
     if reading.problem:
-        raise TrainingDiverged(f"training diverged by step {step} (epoch {epoch}; checked every "
+        raise TrainingDiverged(f"training diverged by step {step} (epoch {epoch + 1}; checked every "
                                f"{ctx.cfg.train.log_every} steps and at epoch ends): {reading.problem}")
     return reading
 

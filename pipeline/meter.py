@@ -94,7 +94,7 @@ class StepMeter:
         for k, p in zip(guarded, peaks):
             bound, setting = self.limits[k]
             if not (_finite(p) and p <= bound):
-                found.append(f"|{k}| reached {p:.3g} > {setting}={bound:g}")
+                found.append(f"|{k}| reached {p:.3g} > {bound:g} ({setting})")
         return "; ".join(found) or "a non-finite metric or a guard on another worker"
 
 

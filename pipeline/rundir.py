@@ -233,6 +233,16 @@ class RunDir:
         """Every complete line of the per-epoch metrics log."""
         return atomic.read_jsonl(self._file(METRICS_LOG))
 
+    def archive_epochs(self) -> Path:
+        """Move the metrics log aside (``metrics.jsonl.old``) for a run that starts over."""
+        log = self._file(METRICS_LOG)
+        return log.replace(log.with_name(METRICS_LOG + ".old"))
+
+    def release_claim(self) -> None:
+        """Remove what claiming the directory wrote (a new run that failed before its first checkpoint)."""
+        for rel in (CONFIG, DATA_REF, METRICS_LOG, STATE):
+            self._file(rel).unlink(missing_ok=True)
+
     def write_state(self, state: dict[str, Any]) -> None:
         self._write_json(STATE, state)
 

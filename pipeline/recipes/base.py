@@ -184,12 +184,11 @@ class Recipe(ABC):
         """A generator on this worker's device seeded with :meth:`rank_seed`."""
         return torch.Generator(device=self.device).manual_seed(self.rank_seed(stream))
 
-    def check_divergence(self, batch: Batch) -> str | None:
-        """Why training has diverged (named bound and value), or None; called after the logging
-        steps' optimiser step (where the engine reads metrics back anyway, so a check that reads
-        parameters costs no extra host synchronisation). The engine then restores the last
-        checkpoint (when the family can adapt) or stops the run."""
-        return None
+    def guard_metrics(self, batch: Batch) -> dict[str, Tensor]:
+        """Extra 0-d tensors for the guards of ``metric_limits`` (e.g. a parameter magnitude),
+        computed by the engine after the logging steps' optimiser step only: they are checked on
+        the device at the read-back that follows, so they cost no host synchronisation."""
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         """Training state beyond module/optimiser parameters (persistent chains, buffers, EMA)."""

@@ -126,7 +126,8 @@ class EBMRecipe(EnergyRecipe):
         """The divergence guard: |mean E| over ``model.max_energy_magnitude`` on any step stops every
         worker at the engine's next read-back (after that step's optimiser update, so DDP-safe); a
         non-finite loss is caught by the engine's own check on the same read-back."""
-        return {"energy_magnitude": (self.mcfg.max_energy_magnitude, "model.max_energy_magnitude")}
+        return super().metric_limits() | {"energy_magnitude": (self.mcfg.max_energy_magnitude,
+                                                               "model.max_energy_magnitude")}
 
     def guard_max_restarts(self) -> int:
         return self.mcfg.guard_max_restarts

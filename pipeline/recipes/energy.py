@@ -64,16 +64,15 @@ class EnergyRecipe(Recipe):
             metrics["regularizer"] = reg.detach()
         return metrics
 
-    def check_divergence(self, batch: Batch) -> str | None:
-        """Stop (or restore and lower the rate) when a parameter of the energy leaves the sane range."""
+    def guard_metrics(self, batch: Batch) -> dict[str, Tensor]:
+        """The largest |θ| of the energy, on the device: checked against ``metric_limits`` at the
+        engine's read-back, so a learning rate that blows the parameters up stops (or restores) the
+        run even when every loss stays finite (an RBM at train.lr=1e6 otherwise exits 0)."""
         params = [p.detach() for p in self.modules[self.energy_module].parameters()]
         if not params:
-            return None
-        worst = float(torch.stack([p.abs().max() for p in params]).max())
+            return {}
+        return {"parameter_magnitude": torch.stack([p.abs().max() for p in params]).max()}
+
+    def metric_limits(self) -> dict[str, tuple[float, str]]:
         bound = float(getattr(self.mcfg, "max_parameter_magnitude", None) or self.max_parameter_magnitude)
-        if worst <= bound:  # False for NaN too
-            return None
-        lrs = sorted({g["lr"] for opt in self.optimizers.values() for g in opt.param_groups})
-        return (f"parameters blew up at step {batch.step}: max |θ| of the {self.family} energy = {worst:.3g} > "
-                f"{bound:g} (the energy models' parameter bound); the learning rate "
-                f"{', '.join(f'{lr:g}' for lr in lrs)} is too high: lower train.lr")
+        return {"parameter_magnitude": (bound, "max |θ| of an energy model's parameters; lower train.lr")}

@@ -29,7 +29,7 @@ def _rbm(root: Path, *extra: str, model: tuple[str, ...] = ("model.family=rbm", 
 def test_an_absurd_learning_rate_trips_the_energy_guard(tmp_path, model):
     cfg = _rbm(tmp_path, "train.lr=1e6", model=model)
     data = prepare(cfg.data, tmp_path / "data")
-    with pytest.raises(TrainingDiverged, match=r"max \|θ\| .* > 10000 .*lower train.lr"):
+    with pytest.raises(TrainingDiverged, match=r"\|parameter_magnitude\| reached .* > 10000 \(max \|θ\| .*lower train.lr"):
         train(cfg, data)
 
 
@@ -48,9 +48,7 @@ def test_divergence_in_epoch_three_restores_the_epoch_two_checkpoint_and_lowers_
 
     def guard(self, batch):  # unstable at the configured rate from the third epoch on
         lr = self.optimizers["model"].param_groups[0]["lr"]
-        if batch.epoch >= 2 and lr == base_lr:
-            return f"engineered: unstable at lr {lr:g} in epoch {batch.epoch + 1}"
-        return None
+        return {"parameter_magnitude": torch.tensor(1e9 if batch.epoch >= 2 and lr == base_lr else 1.0)}
 
     real_hook = EBMRecipe.on_divergence_restart
 
@@ -59,7 +57,7 @@ def test_divergence_in_epoch_three_restores_the_epoch_two_checkpoint_and_lowers_
         seen["lr_after"].append(self.optimizers["model"].param_groups[0]["lr"])
         seen["restored"].append({k: v.detach().clone() for k, v in self.modules["model"].state_dict().items()})
 
-    monkeypatch.setattr(EBMRecipe, "check_divergence", guard)
+    monkeypatch.setattr(EBMRecipe, "guard_metrics", guard)
     monkeypatch.setattr(EBMRecipe, "on_divergence_restart", hook)
     events = []
     result = train(cfg, data, progress=events.append)

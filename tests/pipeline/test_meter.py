@@ -36,7 +36,7 @@ def test_declared_limits_catch_a_peak_between_reads():
     m = StepMeter(CPU, {"energy_magnitude": (5.0, "model.max_energy_magnitude")})
     for v in (1.0, -7.0, 2.0):  # the peak is |−7|, not the last value or the mean
         m.add({"energy_magnitude": torch.tensor(v)})
-    assert m.read().problem == "|energy_magnitude| reached 7 > model.max_energy_magnitude=5"
+    assert m.read().problem == "|energy_magnitude| reached 7 > 5 (model.max_energy_magnitude)"
     ok = StepMeter(CPU, {"energy_magnitude": (5.0, "model.max_energy_magnitude")})
     ok.add({"energy_magnitude": torch.tensor(4.0)})
     assert ok.read().problem is None

@@ -60,7 +60,7 @@ def test_ensure_ray_joins_the_given_address_then_ray_address_else_starts_quietly
     ensure_ray(None)
     monkeypatch.delenv("RAY_ADDRESS")
     ensure_ray(None)
-    assert [c.get("address") for c in fake_init] == ["10.0.0.1:6379", "ray://head:10001", None]
+    assert [c.get("address") for c in fake_init] == ["10.0.0.1:6379", "ray://head:10001", "local"]  # local: a new instance
     assert all(c["include_dashboard"] is False and c["logging_level"] >= 30 for c in fake_init)
 
 
