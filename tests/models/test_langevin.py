@@ -6,36 +6,10 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from torch import nn
 
 from models.replay_buffer import ReplayBuffer
 from models.samplers.langevin import LangevinSampler, MALASampler
-
-MU = torch.tensor([1.0, -0.5], dtype=torch.float64)
-SIGMA = torch.tensor([[1.0, 0.6], [0.6, 0.5]], dtype=torch.float64)
-P = torch.linalg.inv(SIGMA)
-
-
-class Gaussian(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(1, dtype=torch.float64))
-
-    def forward(self, x):
-        d = x - MU
-        return 0.5 * ((d @ P) * d).sum(1)
-
-
-class TwoModes(nn.Module):
-    """E(x) = -log(½N(x; -2, 0.5²) + ½N(x; 2, 0.5²)) in 1-D."""
-
-    def __init__(self):
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(1, dtype=torch.float64))
-
-    def forward(self, x):
-        x = x[:, 0]
-        return -torch.logsumexp(torch.stack([-(x + 2) ** 2 / 0.5, -(x - 2) ** 2 / 0.5]), 0)
+from tests.models.energies import MU, P, SIGMA, DoubleWell, Gaussian
 
 
 def _run(sampler, model, n, steps, seed=0):
@@ -62,7 +36,7 @@ def test_langevin_reproduces_the_stationary_moments_of_its_discretisation():
 
 def test_langevin_on_a_two_mode_mixture():
     n = 4000
-    x = _run(LangevinSampler((1,), step_size=0.01, init_range=(-1, 1)), TwoModes(), n, 200).visible[:, 0].numpy()
+    x = _run(LangevinSampler((1,), step_size=0.01, init_range=(-1, 1)), DoubleWell(), n, 200).visible[:, 0].numpy()
     right = (x > 0).mean()
     assert abs(right - 0.5) < 5 * np.sqrt(0.25 / n)  # symmetric starts, negligible hopping
     # E[x²] = 4 + 0.25 for the mixture; the O(s) discretisation bias is ~ s·p/2 ≈ 2% of the 0.25

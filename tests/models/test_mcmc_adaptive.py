@@ -14,32 +14,7 @@ from torch import nn
 from models.samplers.adaptation import DualAveraging, accept_probability
 from models.samplers.hmc import HMCSampler
 from models.samplers.langevin import MALASampler
-
-MU = torch.tensor([1.0, -0.5], dtype=torch.float64)
-SIGMA = torch.tensor([[1.0, 0.6], [0.6, 0.5]], dtype=torch.float64)
-P = torch.linalg.inv(SIGMA)
-
-
-class Gaussian(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(1, dtype=torch.float64))
-
-    def forward(self, x):
-        d = x - MU
-        return 0.5 * ((d @ P) * d).sum(1)
-
-
-class DoubleWell(nn.Module):
-    """E(x) = −log(½N(x; −2, 0.5²) + ½N(x; 2, 0.5²)) in 1-D: E[x²] = 4.25 exactly."""
-
-    def __init__(self):
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(1, dtype=torch.float64))
-
-    def forward(self, x):
-        x = x[:, 0]
-        return -torch.logsumexp(torch.stack([-(x + 2) ** 2 / 0.5, -(x - 2) ** 2 / 0.5]), 0)
+from tests.models.energies import MU, P, SIGMA, DoubleWell, Gaussian
 
 
 class PixelGaussian(nn.Module):
