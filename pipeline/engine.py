@@ -522,11 +522,11 @@ def load_checkpoint(accelerator: Any, recipe: Recipe, local: Path) -> None:
 
 
 def refuse_pickles(local: Path) -> None:
-    """Accelerate loads ``custom_checkpoint_*.pkl`` with weights_only=False: such a file is refused."""
+    """Accelerate unpickles ``custom_checkpoint_*.pkl`` without the weights-only restriction: such a file is refused."""
     planted = sorted(p.name for p in (local / "accelerate").glob("custom_checkpoint_*.pkl"))
     if planted:
         raise UnsafeFileError(f"checkpoint: {local} holds {', '.join(planted)}, which Accelerate would unpickle "
-                              f"with weights_only=False (it could run code); boltzgan never writes such files, so "
+                              f"without the weights-only restriction (it could run code); boltzgan never writes such files, so "
                               f"the checkpoint was refused. Delete that checkpoint directory or start over "
                               f"(--restart).")
 

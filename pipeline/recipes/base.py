@@ -214,8 +214,8 @@ class Recipe(ABC):
             prepared = (prepared,)
         self.wrapped = dict(zip(names, prepared[: len(names)]))
         self.optimizers = dict(zip(opt_names, prepared[len(names):]))
-        # The recipe's own state is not registered with Accelerate: Accelerate unpickles custom
-        # state with weights_only=False. The engine restores it from the checkpoint's model.pt.
+        # The recipe's own state is not registered with Accelerate, which unpickles custom state
+        # without torch's weights-only restriction. The engine restores it from the checkpoint's model.pt.
         self.after_setup()
 
     def net(self, name: str) -> nn.Module:

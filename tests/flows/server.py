@@ -95,12 +95,18 @@ def prefect_server(home: Path) -> Iterator[PrefectServer]:
         _wait_healthy(api, proc, home)
         yield PrefectServer(api, home, dict(env, PREFECT_API_URL=api))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; waits until the process is gone."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def _wait_healthy(api: str, proc: subprocess.Popen, home: Path, timeout: float = 600) -> None:

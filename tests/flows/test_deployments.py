@@ -22,7 +22,7 @@ import yaml
 from pipeline.atomic import read_jsonl
 from pipeline.checkpoints import latest_valid, list_checkpoints
 from pipeline.config import load_config
-from tests.flows.server import BIN, PrefectServer
+from tests.flows.server import BIN, PrefectServer, stop_process
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,12 +39,7 @@ def background(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subpr
         try:
             yield proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop_process(proc)
 
 
 def _completed(server: PrefectServer, run_id: str, log: Path) -> dict:

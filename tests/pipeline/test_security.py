@@ -106,7 +106,7 @@ def _newest_checkpoint(run: Path) -> Path:
 
 
 def test_resume_refuses_a_custom_state_pickle(run, tmp_path):
-    """Accelerate unpickles ``custom_checkpoint_*.pkl`` with weights_only=False: never let it."""
+    """Accelerate unpickles ``custom_checkpoint_*.pkl`` without the weights-only restriction: never let it."""
     marker = tmp_path / "pwned"
     ckpt = _newest_checkpoint(run)
     torch.save(Payload(marker), ckpt / "accelerate" / "custom_checkpoint_0.pkl")
