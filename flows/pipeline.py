@@ -96,21 +96,26 @@ def sample_task(trained: TrainResult, cfg: SampleConfig) -> SampleSet:
 
     name = Path(trained.run_dir).name
     relay = ProgressRelay(artifact_key(name, "sampling"), f"Sampling {cfg.chains} chains × {cfg.steps} steps")
-    result = sample(trained.run_dir, cfg, progress=relay)
+    result = sample(trained.run_dir, cfg, progress=relay, reuse=True)
     from pipeline.readings import rounded
 
+    if result.skipped:
+        get_run_logger().info("samples of this model with these settings exist (%s); skipped", result.path)
     get_run_logger().info("samples: %s; diagnostics: %s", result.path, rounded(result.diagnostics))
     return result
 
 
 @task(name="evaluate", retries=1, retry_delay_seconds=5, retry_condition_fn=transient_failure)
 def evaluate_task(trained: TrainResult, samples: SampleSet | None, cfg: EvaluateConfig) -> EvalResult:
-    """Score ``samples`` (the sample task's output); without it, the run's own sample."""
+    """Score ``samples`` (the sample task's output); without it, the run's own sample. Like every
+    stage after training, it is skipped when its stored output was made from the same inputs."""
     from pipeline.evaluation import evaluate
 
-    result = evaluate(trained.run_dir, cfg, samples)
+    result = evaluate(trained.run_dir, cfg, samples, reuse=True)
     from pipeline.readings import summary_lines
 
+    if result.skipped:
+        get_run_logger().info("this sample was already evaluated with these settings (%s); skipped", result.path)
     for line in summary_lines(result.results):
         get_run_logger().info(line)
     publish_metrics(artifact_key(Path(trained.run_dir).name, "metrics"), result.results)
@@ -121,7 +126,9 @@ def evaluate_task(trained: TrainResult, samples: SampleSet | None, cfg: Evaluate
 def report_task(trained: TrainResult, evaluation: EvalResult | None, samples: SampleSet | None) -> Report:
     from pipeline.report import build_report
 
-    report = build_report(trained.run_dir, evaluation, samples)
+    report = build_report(trained.run_dir, evaluation, samples, reuse=True)
+    if report.skipped:
+        get_run_logger().info("the report of these results exists (%s); skipped", report.markdown_path)
     publish_report(artifact_key(Path(trained.run_dir).name, "report"), report.markdown, report.figures)
     return report
 

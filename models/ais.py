@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.rbm import RBM
+from models.bernoulli import bernoulli
 
 
 def schedule(spec: str = "salakhutdinov2008") -> Tensor:
@@ -48,7 +49,7 @@ def ais_log_weights(rbm: RBM, base_bias: Tensor, betas: Tensor, n_runs: int,
     """Raw log importance weights of ``n_runs`` independent AIS runs (float64, shape (n_runs,))."""
     W, b, c = rbm.W.double(), rbm.b.double(), rbm.c.double()
     b_a = base_bias.double().to(W.device)
-    v = torch.bernoulli(torch.sigmoid(b_a).expand(n_runs, -1), generator=generator)
+    v = bernoulli(torch.sigmoid(b_a).expand(n_runs, -1), generator=generator)
     log_w = torch.zeros(n_runs, dtype=torch.float64, device=W.device)
     db = b - b_a
     for k in range(1, len(betas)):
@@ -57,8 +58,8 @@ def ais_log_weights(rbm: RBM, base_bias: Tensor, betas: Tensor, n_runs: int,
         log_w += (hi - lo) * (v @ db) + (F.softplus(hi * a) - F.softplus(lo * a)).sum(-1)
         if k == len(betas) - 1:
             break
-        h = torch.bernoulli(torch.sigmoid(hi * a), generator=generator)
-        v = torch.bernoulli(torch.sigmoid((1 - hi) * b_a + hi * (b + h @ W.T)), generator=generator)
+        h = bernoulli(torch.sigmoid(hi * a), generator=generator)
+        v = bernoulli(torch.sigmoid((1 - hi) * b_a + hi * (b + h @ W.T)), generator=generator)
     return log_w
 
 
@@ -135,8 +136,8 @@ def rbm_reverse_log_ratio(rbm: RBM, base_bias: Tensor, betas: Tensor, v: Tensor,
     db = b - b_a
     for k in range(len(betas) - 1, 0, -1):
         lo, hi = float(betas[k - 1]), float(betas[k])
-        h = torch.bernoulli(torch.sigmoid(hi * (x @ W + c)), generator=generator)  # T_k at β_k
-        x = torch.bernoulli(torch.sigmoid((1 - hi) * b_a + hi * (b + h @ W.T)), generator=generator)
+        h = bernoulli(torch.sigmoid(hi * (x @ W + c)), generator=generator)  # T_k at β_k
+        x = bernoulli(torch.sigmoid((1 - hi) * b_a + hi * (b + h @ W.T)), generator=generator)
         a = x @ W + c
         acc += (lo - hi) * (x @ db) + (F.softplus(lo * a) - F.softplus(hi * a)).sum(-1)
     return acc - base_log_z(base_bias, rbm.n_hidden)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.rbm import _enumerate_logsumexp
+from models.bernoulli import bernoulli
 
 
 class FullyVisibleBM(nn.Module):
@@ -58,7 +59,7 @@ class FullyVisibleBM(nn.Module):
         W = self.W
         for i in range(self.n_visible):
             p = torch.sigmoid((y @ W[:, i] + self.b[i]) / self.temperature)
-            y[:, i] = torch.bernoulli(p, generator=generator)
+            y[:, i] = bernoulli(p, generator=generator)
         return y, None
 
     # ------------------------------------------------------------------ annealing (n > 20 units)
@@ -76,7 +77,7 @@ class FullyVisibleBM(nn.Module):
         W, b, b_a = self.W.to(y.dtype), self.b.to(y.dtype), base_bias.to(y.dtype)
         for i in (range(self.n_visible - 1, -1, -1) if reverse else range(self.n_visible)):
             logit = beta * (y @ W[:, i] + b[i]) / self.temperature + (1 - beta) * b_a[i]
-            y[:, i] = torch.bernoulli(torch.sigmoid(logit), generator=generator)
+            y[:, i] = bernoulli(torch.sigmoid(logit), generator=generator)
         return y
 
     @staticmethod
@@ -88,7 +89,7 @@ class FullyVisibleBM(nn.Module):
                         generator: torch.Generator | None = None) -> Tensor:
         """Forward AIS log-weights (float64): E[exp(log w)] = Z / Z_A (Neal 2001)."""
         b_a = base_bias.double()
-        y = torch.bernoulli(torch.sigmoid(b_a).expand(n_runs, -1), generator=generator)
+        y = bernoulli(torch.sigmoid(b_a).expand(n_runs, -1), generator=generator)
         log_w = torch.zeros(n_runs, dtype=torch.float64)
         for k in range(1, len(betas)):
             lo, hi = float(betas[k - 1]), float(betas[k])

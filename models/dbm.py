@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from models.exact import AUTO_EXACT_UNITS, check_enumerable
 from models.rbm import all_binary_states
+from models.bernoulli import bernoulli
 
 
 @dataclass
@@ -74,11 +75,11 @@ class DBM(nn.Module):
         l = pair.index
         up, down = pretrain_multipliers(l, len(self.weights))
         W, b_x, b_h = self.weights[l], self.biases[l], self.biases[l + 1]
-        h = torch.bernoulli(pair.h, generator=generator)
+        h = bernoulli(pair.h, generator=generator)
         for _ in range(k):
-            x = torch.bernoulli(torch.sigmoid(down * (h @ W.T) + b_x), generator=generator)
+            x = bernoulli(torch.sigmoid(down * (h @ W.T) + b_x), generator=generator)
             p_h = torch.sigmoid(up * (x @ W) + b_h)
-            h = torch.bernoulli(p_h, generator=generator)
+            h = bernoulli(p_h, generator=generator)
         return LayerPair(l, x, p_h)
 
     @torch.no_grad()
@@ -105,7 +106,7 @@ class DBM(nn.Module):
             for l in range(parity, len(layers), 2):
                 if l == 0 and clamp_visible:
                     continue
-                layers[l] = torch.bernoulli(torch.sigmoid(self.layer_input(layers, l)), generator=generator)
+                layers[l] = bernoulli(torch.sigmoid(self.layer_input(layers, l)), generator=generator)
         return layers
 
     @torch.no_grad()
@@ -179,7 +180,7 @@ class DBM(nn.Module):
         Z_0 = 2^(total units); transitions are Gibbs sweeps of the β-tempered DBM.
         """
         dtype = torch.float64
-        odd = [torch.bernoulli(torch.full((n_runs, n), 0.5, dtype=dtype), generator=generator)
+        odd = [bernoulli(torch.full((n_runs, n), 0.5, dtype=dtype), generator=generator)
                for n in self.odd_sizes()]
         log_w = torch.zeros(n_runs, dtype=dtype)
         for k in range(1, len(betas)):
@@ -196,9 +197,9 @@ class DBM(nn.Module):
         on the odd-layer marginal that leaves it invariant and is reversible (as v → h → v in an RBM)."""
         layers = self._with_even_zeros(odd)
         for l in range(0, len(layers), 2):
-            layers[l] = torch.bernoulli(torch.sigmoid(self.layer_input(layers, l, beta)), generator=generator)
+            layers[l] = bernoulli(torch.sigmoid(self.layer_input(layers, l, beta)), generator=generator)
         for l in range(1, len(layers), 2):
-            layers[l] = torch.bernoulli(torch.sigmoid(self.layer_input(layers, l, beta)), generator=generator)
+            layers[l] = bernoulli(torch.sigmoid(self.layer_input(layers, l, beta)), generator=generator)
         return layers[1::2]
 
     def log_f_visible_odd(self, v: Tensor, odd: list[Tensor]) -> Tensor:
@@ -219,7 +220,7 @@ class DBM(nn.Module):
         odd, log_q = [], torch.zeros(v.shape[0], dtype=v.dtype, device=v.device)
         for m in mu[1::2]:
             m = m.clamp(1e-6, 1 - 1e-6)
-            h = torch.bernoulli(m, generator=generator)
+            h = bernoulli(m, generator=generator)
             odd.append(h)
             log_q = log_q + (h * torch.log(m) + (1 - h) * torch.log1p(-m)).sum(-1)
         return odd, log_q

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.rbm import RBM, all_binary_states
+from models.bernoulli import bernoulli
 
 
 @dataclass
@@ -52,7 +53,7 @@ class DBN(nn.Module):
         """Binary states of layer ``to`` (0 = v) from sampled recognition passes through RBMs below it."""
         x = v
         for rbm in self.rbms[:to]:
-            x = torch.bernoulli(rbm.p_h(x), generator=generator)
+            x = bernoulli(rbm.p_h(x), generator=generator)
         return x
 
     @torch.no_grad()
@@ -60,7 +61,7 @@ class DBN(nn.Module):
         """Top-down generative pass from the top RBM's visible layer; returns p(v | h1)."""
         h = top_visible
         for rbm in list(self.rbms)[-2:0:-1]:
-            h = torch.bernoulli(rbm.p_v(h), generator=generator)
+            h = bernoulli(rbm.p_v(h), generator=generator)
         return self.rbms[0].p_v(h)
 
     @torch.no_grad()
@@ -87,7 +88,7 @@ class DBN(nn.Module):
             return ((terms + above) * weights).sum(0) + entropy
         total = torch.zeros(len(x), dtype=torch.float64)
         for _ in range(samples):
-            h = torch.bernoulli(q, generator=generator)
+            h = bernoulli(q, generator=generator)
             total += self._log_cond(x, h, rbm) + self.log_p_lower(h, level + 1, top_log_z, samples, generator)
         return total / samples + entropy
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.exact import check_enumerable
+from models.bernoulli import bernoulli
 
 
 class RBM(nn.Module):
@@ -52,8 +53,8 @@ class RBM(nn.Module):
 
     def gibbs_step(self, v: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """One v → h → v sweep; returns (new v sample, the hidden sample it came from)."""
-        h = torch.bernoulli(self.p_h(v), generator=generator)
-        return torch.bernoulli(self.p_v(h), generator=generator), h
+        h = bernoulli(self.p_h(v), generator=generator)
+        return bernoulli(self.p_v(h), generator=generator), h
 
     def init_visible_bias(self, mean: Tensor, eps: float = 1e-3) -> None:
         """b = log p/(1-p) of the data marginals (Hinton's practical guide, §8)."""
@@ -181,7 +182,7 @@ class GaussianRBM(RBM):
         return self.b + h @ self.W.T
 
     def gibbs_step(self, v: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        h = torch.bernoulli(self.p_h(v), generator=generator)
+        h = bernoulli(self.p_h(v), generator=generator)
         mean = self.p_v(h)
         return mean + torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype), h
 

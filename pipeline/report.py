@@ -27,14 +27,25 @@ class Report:
     markdown_path: str
     markdown: str
     figures: dict[str, str] = field(default_factory=dict)  # name -> PNG path
+    skipped: bool = False  # True when a re-run found it already built from the same inputs
 
 
 def build_report(run_dir: str | Path | RunDir, evaluation: EvalResult | None = None,
-                 samples: SampleSet | None = None) -> Report:
-    """Write ``report/`` of a run from the stages' results (read from the run when not given)."""
+                 samples: SampleSet | None = None, reuse: bool = False) -> Report:
+    """Write ``report/`` of a run from the stages' results (read from the run when not given). With
+    ``reuse``, a stored report built from the same model, sample and evaluation is returned as it is."""
+    from pipeline.stage_keys import stage_key
+
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
     evaluation = evaluation if evaluation is not None else EvalResult.read(run)
     sample_dir = samples.dir if samples is not None else run.samples
+    stored_sample = samples if samples is not None else SampleSet.read(sample_dir)
+    key = stage_key(run, None, evaluation.key if evaluation else None,
+                    stored_sample.key if stored_sample else None, len(run.epochs()))
+    stored = run.read_report() if reuse else None
+    if stored is not None and stored[1] == key:
+        markdown, _, figures = stored
+        return Report(str(run.report_path), markdown, figures, skipped=True)
     run.report_dir.mkdir(parents=True, exist_ok=True)
     figures = {}
     shown = load_samples(sample_dir, 64) if sample_dir.is_complete() else None
@@ -51,8 +62,9 @@ def build_report(run_dir: str | Path | RunDir, evaluation: EvalResult | None = N
     if traces is not None:
         figures["trace"] = _save(_trace_figure(traces, diagnostics), run.figure_path("trace"))
     text = _markdown(run, run.read_state(), evaluation, diagnostics, epochs, figures)
-    path = run.write_report(text)
-    return Report(str(path), text, {k: str(v) for k, v in figures.items()})
+    shown_figures = {k: str(v) for k, v in figures.items()}
+    path = run.write_report(text, key, shown_figures)
+    return Report(str(path), text, shown_figures)
 
 
 def _save(fig, path: Path) -> Path:

@@ -11,7 +11,7 @@ Layout of ``<output.root>/<run_name>/`` (see docs/design.md)::
     checkpoint_*/        Ray Train checkpoints (``pipeline.checkpoints``)
     samples/             manifest.json, block-NNNNN.npz, diagnostics.json (the sampling stage)
     eval/metrics.json    the evaluation's results
-    report/              report.md and its PNG figures
+    report/              report.md, its PNG figures, inputs.json (what it was built from)
 
 No other module spells these names: stages ask a :class:`RunDir` (or a :class:`SampleDir` for a
 sample written outside a run) for a path or, preferably, to read or write a file. Every read and
@@ -43,6 +43,7 @@ SAMPLES = "samples"
 EVAL_METRICS = "eval/metrics.json"
 REPORT = "report"
 REPORT_MARKDOWN = "report.md"
+REPORT_KEY = "inputs.json"
 SAMPLE_MANIFEST = "manifest.json"
 SAMPLE_DIAGNOSTICS = "diagnostics.json"
 BLOCK_GLOB = "block-*.npz"
@@ -285,5 +286,22 @@ class RunDir:
         """``report/<name>.png``."""
         return self.report_dir / f"{name}.png"
 
-    def write_report(self, markdown: str) -> Path:
-        return self._write_text(f"{REPORT}/{REPORT_MARKDOWN}", markdown)
+    @property
+    def report_path(self) -> Path:
+        return self._file(f"{REPORT}/{REPORT_MARKDOWN}")
+
+    def write_report(self, markdown: str, key: str = "", figures: dict[str, str] | None = None) -> Path:
+        """``report/report.md``, then what it was built from (``inputs.json``: its key and figures)."""
+        path = self._write_text(f"{REPORT}/{REPORT_MARKDOWN}", markdown)
+        self._write_json(f"{REPORT}/{REPORT_KEY}", {"key": key, "figures": figures or {}})
+        return path
+
+    def read_report(self) -> tuple[str, str, dict[str, str]] | None:
+        """(markdown, key, figures) of the stored report; None when it is absent or incomplete."""
+        if not (self._exists(f"{REPORT}/{REPORT_MARKDOWN}") and self._exists(f"{REPORT}/{REPORT_KEY}")):
+            return None
+        inputs = self._read_json(f"{REPORT}/{REPORT_KEY}")
+        figures = inputs.get("figures", {})
+        if not all(Path(p).exists() for p in figures.values()):
+            return None
+        return self._read_text(f"{REPORT}/{REPORT_MARKDOWN}"), inputs.get("key", ""), figures

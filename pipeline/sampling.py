@@ -42,10 +42,21 @@ class SampleSet:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     sampler: str = ""
+    key: str = ""  # what it was made from (pipeline.stage_keys); '' for a sample written outside a run
+    skipped: bool = False  # True when a re-run found this sample already made from the same inputs
 
     @property
     def dir(self) -> SampleDir:
         return SampleDir(Path(self.path))
+
+    @classmethod
+    def read(cls, where: SampleDir) -> SampleSet | None:
+        """The complete sample stored in ``where`` (None when there is none)."""
+        if not where.is_complete():
+            return None
+        m = where.read_manifest()
+        return cls(str(where.path), m["chains"], m["draws_per_chain"], tuple(m["shape"]), where.read_diagnostics(),
+                   m.get("seconds", 0.0), m.get("sampler", ""), m.get("key", ""))
 
     def load(self, limit: int | None = None) -> np.ndarray:
         """The draws, last draw of every chain first (:func:`load_samples`)."""
@@ -123,7 +134,7 @@ def _swap_counts(state) -> dict[str, np.ndarray]:
 
 def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: str | Path,
                data_shape: tuple[int, ...], progress: Progress | None = None,
-               ray_address: str | None = None) -> SampleSet:
+               ray_address: str | None = None, key: str = "") -> SampleSet:
     """Run all blocks (in-process when ``workers == 0``, else as Ray tasks) and write diagnostics.
 
     This is the stage without a run directory: any model with a sampler, any output directory.
@@ -164,8 +175,8 @@ def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: s
         "sampler": name, "blocks": len(blocks), "init": getattr(sampler, "init_kind", None),
         "chains_per_block": cfg.chains_per_block, "workers": cfg.workers, "shape": list(shape),
         "device": _device(cfg), "draws_per_chain": n_draws, "seconds": seconds,
-        "chain_steps_per_sec": total / max(seconds, 1e-9)})
-    return SampleSet(str(out.path), cfg.chains, n_draws, shape, diag, seconds, name)
+        "chain_steps_per_sec": total / max(seconds, 1e-9), "key": key})
+    return SampleSet(str(out.path), cfg.chains, n_draws, shape, diag, seconds, name, key)
 
 
 def _diagnostics(out: SampleDir, blocks: list[Block], cfg: SampleConfig) -> dict[str, Any]:
@@ -193,16 +204,25 @@ def _diagnostics(out: SampleDir, blocks: list[Block], cfg: SampleConfig) -> dict
 
 
 def sample(run_dir: str | Path | RunDir, cfg: SampleConfig | None = None,
-           progress: Progress | None = None) -> SampleSet:
+           progress: Progress | None = None, reuse: bool = False) -> SampleSet:
     """The stage: chains of the trained model of ``run_dir`` into its ``samples/`` (the run's own
-    ``sample`` section unless ``cfg`` is given)."""
+    ``sample`` section unless ``cfg`` is given). With ``reuse``, a stored sample made from the same
+    model and settings is returned as it is (``skipped``): a re-run of a finished pipeline."""
+    from pipeline.stage_keys import stage_key
     from pipeline.trained import load_trained
 
-    trained = load_trained(run_dir)
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    trained = None if cfg is not None else load_trained(run.path)
     cfg = cfg or trained.cfg.sample
+    key = stage_key(run, cfg)
+    stored = SampleSet.read(run.samples) if reuse else None
+    if stored is not None and stored.key == key:
+        stored.skipped = True
+        return stored
+    trained = trained or load_trained(run.path)
     model, sampler = family_sampler(trained, cfg)
-    return run_chains(model, sampler, cfg, trained.run_dir.samples.path, trained.recipe.data.shape, progress,
-                      trained.cfg.resources.ray_address)
+    return run_chains(model, sampler, cfg, run.samples.path, trained.recipe.data.shape, progress,
+                      trained.cfg.resources.ray_address, key)
 
 
 def family_sampler(trained, cfg: SampleConfig) -> tuple[nn.Module, Sampler]:

@@ -7,6 +7,7 @@ from torch import nn
 
 from models.registry import register
 from models.samplers.base import ChainState, Sampler
+from models.bernoulli import bernoulli
 
 
 @register("sampler", "dbn-ancestral")
@@ -18,7 +19,7 @@ class DBNSampler(Sampler):
     @torch.no_grad()
     def init(self, model: nn.Module, n: int, generator: torch.Generator | None = None) -> ChainState:
         top = model.top
-        x = torch.bernoulli(torch.full((n, top.n_visible), 0.5, device=top.W.device), generator=generator)
+        x = bernoulli(torch.full((n, top.n_visible), 0.5, device=top.W.device), generator=generator)
         return ChainState(layers=[x], energy=top.free_energy(x))
 
     @torch.no_grad()
@@ -38,7 +39,7 @@ class DBNSampler(Sampler):
         x = state.visible
         seed = state.extras.get("down_seed")
         gen = torch.Generator(device=x.device).manual_seed(int(seed) if seed is not None else 0)
-        return torch.bernoulli(model.down(x, gen), generator=gen)
+        return bernoulli(model.down(x, gen), generator=gen)
 
 
 @register("sampler", "dbm-gibbs")
@@ -50,7 +51,7 @@ class DBMGibbsSampler(Sampler):
     @torch.no_grad()
     def init(self, model: nn.Module, n: int, generator: torch.Generator | None = None) -> ChainState:
         device = model.weights[0].device
-        layers = [torch.bernoulli(torch.full((n, s), 0.5, device=device), generator=generator) for s in model.sizes]
+        layers = [bernoulli(torch.full((n, s), 0.5, device=device), generator=generator) for s in model.sizes]
         return ChainState(layers=layers, energy=model.energy(layers))
 
     @torch.no_grad()

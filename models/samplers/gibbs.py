@@ -8,6 +8,7 @@ from torch import nn
 
 from models.registry import register
 from models.samplers.base import ChainState, Sampler
+from models.bernoulli import bernoulli
 
 
 @register("sampler", "gibbs")
@@ -30,7 +31,7 @@ class GibbsSampler(Sampler):
         device = next(model.parameters()).device
         p = (self.data_mean.reshape(-1).to(device).expand(n, -1) if self.init_mode == "data-mean"
              and self.data_mean is not None else torch.full((n, model.n_visible), 0.5, device=device))
-        v = torch.bernoulli(p, generator=generator)
+        v = bernoulli(p, generator=generator)
         return ChainState(layers=[v], energy=model.free_energy(v))
 
     @torch.no_grad()

@@ -28,6 +28,7 @@ from models.dbm import DBM
 from models.rbm import RBM, GaussianRBM
 from models.registry import register
 from models.samplers.base import ChainState, Sampler
+from models.bernoulli import bernoulli
 
 
 def ladder(temperatures: int, beta_min: float = 0.0) -> Tensor:
@@ -71,14 +72,14 @@ def tempered_sweep(model: nn.Module, layers: list[Tensor], beta: Tensor,
     kind, col = _family(model), beta[:, None]
     if kind == "rbm":
         v = layers[0]
-        h = torch.bernoulli(torch.sigmoid(col * (v @ model.W + model.c)), generator=generator)
-        return [torch.bernoulli(torch.sigmoid(col * (h @ model.W.T + model.b)), generator=generator)]
+        h = bernoulli(torch.sigmoid(col * (v @ model.W + model.c)), generator=generator)
+        return [bernoulli(torch.sigmoid(col * (h @ model.W.T + model.b)), generator=generator)]
     if kind == "bm":
         return [model.tempered_sweep(layers[0], beta, torch.zeros_like(model.b), generator)]
     out = list(layers)
     for parity in (1, 0):
         for l in range(parity, len(out), 2):
-            out[l] = torch.bernoulli(torch.sigmoid(model.layer_input(out, l, col)), generator=generator)
+            out[l] = bernoulli(torch.sigmoid(model.layer_input(out, l, col)), generator=generator)
     return out
 
 
@@ -111,8 +112,8 @@ class ParallelTemperingSampler(Sampler):
     @torch.no_grad()
     def init(self, model: nn.Module, n: int, generator: torch.Generator | None = None) -> ChainState:
         device, k = next(model.parameters()).device, self.temperatures
-        reps = [torch.bernoulli(torch.full((k, n, s), 0.5, device=device, dtype=self._dtype(model)),
-                                generator=generator) for s in _sizes(model)]
+        reps = [bernoulli(torch.full((k, n, s), 0.5, device=device, dtype=self._dtype(model)),
+                          generator=generator) for s in _sizes(model)]
         zeros = torch.zeros(k - 1, dtype=torch.float64, device=device)
         return self._state(model, reps, zeros, zeros.clone(), torch.zeros(n, device=device), 0, 0)
 

@@ -25,6 +25,7 @@ from pipeline.recipes.likelihood import LikelihoodResult
 from pipeline.rundir import RunDir, cache_dir
 
 FLOOR = "fid_real_train_vs_test"
+KID_FLOOR = "kid_real_train_vs_test"
 
 if TYPE_CHECKING:
     from pipeline.data import PreparedData
@@ -41,6 +42,8 @@ class EvalResult:
     run: str = ""
     epoch: int = 0
     step: int = 0
+    key: str = ""  # what it was computed from (pipeline.stage_keys)
+    skipped: bool = False  # True when a re-run found it already computed from the same inputs
 
     def get(self, metric: str) -> MetricResult | None:
         return next((r for r in self.results if r.metric == metric), None)
@@ -55,7 +58,8 @@ class EvalResult:
         return r.likelihood if r is not None else None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"run": self.run, "epoch": self.epoch, "step": self.step, "results": [r.as_dict() for r in self.results]}
+        return {"run": self.run, "epoch": self.epoch, "step": self.step, "key": self.key,
+                "results": [r.as_dict() for r in self.results]}
 
     @classmethod
     def read(cls, run_dir: RunDir) -> EvalResult | None:
@@ -64,7 +68,7 @@ class EvalResult:
         if body is None:
             return None
         return cls(str(run_dir.eval_path), [MetricResult.from_dict(r) for r in body["results"]],
-                   body.get("run", ""), body.get("epoch", 0), body.get("step", 0))
+                   body.get("run", ""), body.get("epoch", 0), body.get("step", 0), body.get("key", ""))
 
 
 def check_before_training(cfg: RunConfig) -> None:
@@ -79,12 +83,24 @@ def check_before_training(cfg: RunConfig) -> None:
 
 
 def evaluate(run_dir: str | Path | RunDir, cfg: EvaluateConfig | None = None,
-             samples: SampleSet | None = None) -> EvalResult:
-    """Score the trained run: ``samples`` (the sampling stage's output) or the run's own sample."""
+             samples: SampleSet | None = None, reuse: bool = False) -> EvalResult:
+    """Score the trained run: ``samples`` (the sampling stage's output) or the run's own sample.
+    With ``reuse``, a stored evaluation of the same model, settings and sample is returned as it is
+    (``skipped``): a re-run of a finished pipeline."""
+    from pipeline.sampling import SampleSet
+    from pipeline.stage_keys import stage_key
     from pipeline.trained import load_trained
 
-    trained = load_trained(run_dir)
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    trained = None if cfg is not None else load_trained(run.path)
     cfg = cfg or trained.cfg.evaluate
+    if reuse:
+        used = samples if samples is not None else SampleSet.read(run.samples)
+        stored = EvalResult.read(run)
+        if used is not None and stored is not None and stored.key == stage_key(run, cfg, used.key):
+            stored.skipped = True
+            return stored
+    trained = trained or load_trained(run.path)
     x, long_run, origin = _samples(trained, samples, cfg.num_samples)
     model_rows: list[MetricResult] = []
     if len(trained.recipe.data.shape) == 1:
@@ -94,13 +110,14 @@ def evaluate(run_dir: str | Path | RunDir, cfg: EvaluateConfig | None = None,
         sample_rows = _quality_metrics(trained, cfg, x)
         if long_run is not None:  # the same chains run on: does the learned energy hold up?
             long_rows = [_renamed(r, "_long_run") for r in _quality_metrics(trained, cfg, long_run)
-                         if r.metric != FLOOR]
+                         if r.metric not in (FLOOR, KID_FLOOR)]
             for r in long_rows:
                 r.extra["chain_steps"] = origin["long_run_steps"]
             sample_rows += long_rows
     for r in sample_rows:  # every sample-based row says which sampler and start produced it
-        if r.metric != FLOOR:
-            r.extra.update({k: v for k, v in origin.items() if k not in r.extra and k != "long_run_steps"})
+        if r.metric not in (FLOOR, KID_FLOOR):
+            r.extra.update({k: v for k, v in origin.items()
+                            if k not in r.extra and k not in ("long_run_steps", "sample_key")})
     results = sample_rows + model_rows
     if cfg.likelihood != "none":
         found = _likelihood(trained, cfg)
@@ -110,7 +127,8 @@ def evaluate(run_dir: str | Path | RunDir, cfg: EvaluateConfig | None = None,
                 from pipeline.evaluation.references import likelihood_baseline
 
                 results.append(likelihood_baseline(trained.data.path))
-    out = EvalResult(str(trained.run_dir.eval_path), results, trained.cfg.run_name, trained.epoch, trained.step)
+    key = stage_key(run, cfg, origin["sample_key"])
+    out = EvalResult(str(trained.run_dir.eval_path), results, trained.cfg.run_name, trained.epoch, trained.step, key)
     trained.run_dir.write_evaluation(out.as_dict())
     return out
 
@@ -134,7 +152,8 @@ def _samples(trained: TrainedModel, samples: SampleSet | None,
         where = trained.run_dir.samples
     m = where.read_manifest()
     init = m.get("init")
-    origin: dict[str, Any] = {"sampler": m["sampler"], **({"sample_init": init} if init else {})}
+    origin: dict[str, Any] = {"sampler": m["sampler"], "sample_key": m.get("key", ""),
+                              **({"sample_init": init} if init else {})}
     if init and m["draws_per_chain"] >= 2:
         last = m["burn_in"] + 1 + (m["draws_per_chain"] - 1) * m["thin"]
         origin.update(chain_steps=m["burn_in"] + 1, long_run_steps=last)
@@ -178,7 +197,7 @@ def _tier_metrics(ext, ctx: Context, data: PreparedData, samples: np.ndarray, cf
     n = len(samples)
     if not ext.available:
         return [MetricResult(m, None, ext.label, n, available=False, reason=ext.reason)
-                for m in [*cfg.metrics, "fid_real_train_vs_test"]]
+                for m in [*cfg.metrics, FLOOR, *([KID_FLOOR] if "kid" in cfg.metrics else [])]]
     test_x, _ = open_split(data.path, "test")
     train_x, _ = open_split(data.path, "train")
     n_real = min(len(test_x), cfg.num_samples)
@@ -194,6 +213,14 @@ def _tier_metrics(ext, ctx: Context, data: PreparedData, samples: np.ndarray, cf
     results.append(MetricResult("fid_real_train_vs_test", frechet_distance(real, floor_train), ext.label, n_floor,
                                 n_real, time.perf_counter() - started,
                                 extra={"meaning": "floor: FID between real train and test images"}))
+    if "kid" in cfg.metrics:  # KID's floor: how much it varies between two real sets of these sizes
+        from pipeline.evaluation.metrics import kernel_inception_distance
+
+        started = time.perf_counter()
+        mean, std, size = kernel_inception_distance(real, floor_train)
+        results.append(MetricResult(KID_FLOOR, mean, ext.label, n_floor, n_real, time.perf_counter() - started,
+                                    extra={"std": std, "subset_size": size,
+                                           "meaning": "floor: KID between real train and test images"}))
     return results
 
 

@@ -245,6 +245,32 @@ class Recipe(ABC):
         opt.step()
 
 
+    def apply_gradients(self, name: str, grads: dict[nn.Parameter, Tensor], batch: Batch) -> None:
+        """Optimiser ``name``'s step from gradients computed in closed form (``grads[p]`` is the
+        gradient of this worker's mean loss): scaled by ``batch.weight`` and averaged over the workers
+        in one all-reduce exactly as DDP averages a backward's, then clipped and stepped like
+        :meth:`optimize`. For recipes whose gradient needs no autograd graph (the RBM's CD update);
+        only without gradient accumulation (:meth:`closed_form_allowed`)."""
+        opt = self.optimizers[name]
+        params = list(grads)
+        flat = torch.cat([grads[p].reshape(-1) for p in params]) * batch.weight
+        if self.accelerator is not None and self.accelerator.num_processes > 1:
+            flat = self.accelerator.reduce(flat, reduction="mean")
+        offset = 0
+        for p in params:
+            p.grad = flat[offset:offset + p.numel()].view_as(p)
+            offset += p.numel()
+        clip = self.cfg.train.grad_clip
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+
+    def closed_form_allowed(self) -> bool:
+        """Whether :meth:`apply_gradients` may replace a backward: not while accumulating gradients
+        over several steps, which Accelerate's backward/optimiser pair does for the autograd path."""
+        return self.cfg.train.grad_accum_steps <= 1
+
+
 def make_optimizer(params: Any, train: TrainConfig, lr: float | None = None,
                    kind: str | None = None, betas: tuple[float, float] | None = None) -> torch.optim.Optimizer:
     """An optimiser from the ``train`` section; keyword arguments override it (GANs' two optimisers)."""

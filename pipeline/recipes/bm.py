@@ -19,6 +19,7 @@ from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from models.exact import AUTO_EXACT_UNITS, can_enumerate
 from pipeline.recipes.energy import EnergyRecipe
+from models.bernoulli import bernoulli
 from pipeline.recipes.likelihood import (AISRunner, LikelihoodResult, ais_report, binary_data_refusal, exact_refusal,
                                          exact_report, in_process_runner, sandwich, unavailable, with_sandwich)
 
@@ -82,8 +83,8 @@ class BMRecipe(EnergyRecipe):
         model = self.modules["model"]
         if self.chains is None:
             n = self.mcfg.persistent_chains
-            self.chains = torch.bernoulli(torch.full((n, model.n_visible), 0.5, device=self.device),
-                                          generator=self.gen)
+            self.chains = bernoulli(torch.full((n, model.n_visible), 0.5, device=self.device),
+                                    generator=self.gen)
         y = self.chains
         for _ in range(self.mcfg.gibbs_sweeps):
             y, _ = model.gibbs_step(y, self.gen)

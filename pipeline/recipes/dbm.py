@@ -20,6 +20,7 @@ from models.samplers.dbn_dbm import DBMGibbsSampler
 from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
+from models.bernoulli import bernoulli
 from pipeline.recipes.likelihood import (AISRunner, LikelihoodResult, ais_report, binary_data_refusal, exact_refusal,
                                          exact_report, in_process_runner, sandwich, unavailable, with_sandwich)
 
@@ -103,7 +104,7 @@ class DBMRecipe(EnergyRecipe):
         x = v
         with torch.no_grad():
             for l in range(index):
-                x = torch.bernoulli(self.dbm.pretrain_up(x, l), generator=self.gen)
+                x = bernoulli(self.dbm.pretrain_up(x, l), generator=self.gen)
             self._pos = LayerPair(index, x, self.dbm.pretrain_up(x, index))
         return self._pos
 
@@ -125,7 +126,7 @@ class DBMRecipe(EnergyRecipe):
             return self.dbm.pretrain_negative(self._pos, self.mcfg.pretrain_cd_k, self.gen)
         if self.chains is None:  # sized once, never reset by a short batch (as the RBM's chains)
             n = self.mcfg.persistent_chains or batch.x.shape[0]
-            self.chains = [torch.bernoulli(torch.full((n, s), 0.5, device=self.device), generator=self.gen)
+            self.chains = [bernoulli(torch.full((n, s), 0.5, device=self.device), generator=self.gen)
                            for s in self.dbm.sizes]
         layers = self.chains
         for _ in range(self.mcfg.gibbs_steps):

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from models.rbm import RBM, CenteredRBM, GaussianRBM
 from models.samplers.base import ChainState, Sampler
@@ -17,6 +18,7 @@ from pipeline.config import ModelConfig, register_model_config
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
 from models.exact import AUTO_EXACT_UNITS, MAX_ENUMERATED_UNITS
+from models.bernoulli import bernoulli
 from pipeline.recipes.likelihood import (AISRunner, LikelihoodResult, ais_report, binary_data_refusal, exact_refusal,
                                          exact_report, rbm_log_z_ais, rbm_raise, sandwich, unavailable, with_sandwich)
 
@@ -129,6 +131,41 @@ class RBMRecipe(EnergyRecipe):
         self.chains = self.pt_state.layers[0]
         return self.chains
 
+    # --------------------------------------------------------------- the CD gradient in closed form
+    def train_step(self, batch: Batch) -> dict[str, Tensor | float]:
+        """For a plain Bernoulli RBM the gradient of mean F(v+) − mean F(v−) is known in closed form
+        (−⟨v hᵀ⟩_data + ⟨v hᵀ⟩_model with h replaced by p(h | v)), so no autograd graph is built and
+        p(h | v+) is computed once, for both the positive statistics and CD's first sweep: the five
+        GEMMs of a hand-written CD loop. Other variants (centred, Gaussian visible units, gradient
+        accumulation) take the generic autograd path of :class:`EnergyRecipe`, which has the same
+        gradient (tests/pipeline/test_rbm_closed_form.py checks the two agree)."""
+        if type(self.rbm) is not RBM or not self.closed_form_allowed():
+            return super().train_step(batch)
+        rbm = self.rbm
+        with torch.no_grad():
+            v0 = batch.x.reshape(batch.x.shape[0], -1)
+            a0 = torch.addmm(rbm.c, v0, rbm.W)  # pre-activations of p(h | v+)
+            ph0 = torch.sigmoid(a0)
+            v1 = self._closed_form_negative(batch, ph0)
+            a1 = torch.addmm(rbm.c, v1, rbm.W)
+            ph1 = torch.sigmoid(a1)
+            n0, n1 = v0.shape[0], v1.shape[0]
+            grads = {rbm.W: torch.addmm(v0.T @ ph0, v1.T, ph1, beta=-1.0 / n0, alpha=1.0 / n1),
+                     rbm.b: v1.mean(0) - v0.mean(0), rbm.c: ph1.mean(0) - ph0.mean(0)}
+            e_pos = (-(v0 @ rbm.b) - F.softplus(a0).sum(-1)).mean()
+            e_neg = (-(v1 @ rbm.b) - F.softplus(a1).sum(-1)).mean()
+        self.apply_gradients("model", grads, batch)
+        return {"loss": e_pos - e_neg, "energy_pos": e_pos, "energy_neg": e_neg}
+
+    def _closed_form_negative(self, batch: Batch, ph0: Tensor) -> Tensor:
+        """The negative states; plain CD-k's first sweep starts from the p(h | v+) already computed."""
+        if self.mcfg.persistent or self.mcfg.negative != "gibbs":
+            return self.negative(batch)
+        v = bernoulli(self.rbm.p_v(bernoulli(ph0, generator=self.gen)), generator=self.gen)
+        for _ in range(self.mcfg.cd_k - 1):
+            v = self._sweep(v)
+        return v
+
     def _sweep(self, v: Tensor) -> Tensor:
         if self.mcfg.negative == "mean-field":
             return self.rbm.p_v(self.rbm.p_h(v))
@@ -141,8 +178,8 @@ class RBMRecipe(EnergyRecipe):
         the batch."""
         if self.chains is None:
             n = self.mcfg.persistent_chains or batch.x.shape[0]
-            self.chains = torch.bernoulli(torch.full((n, self.rbm.n_visible), 0.5, device=self.device),
-                                          generator=self.gen)
+            self.chains = bernoulli(torch.full((n, self.rbm.n_visible), 0.5, device=self.device),
+                                    generator=self.gen)
         return self.chains
 
     # --------------------------------------------------------------- metrics, sampling, state

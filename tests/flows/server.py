@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ from tests.flows.browser import free_port
 
 BIN = Path(sys.executable).parent
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+RETRY_CODES = {429, 502, 503}
+RETRIES = 6  # 1 + 2 + 4 + 8 + 8 + 8 s at most
 
 
 @dataclass
@@ -28,12 +31,20 @@ class PrefectServer:
     env: dict[str, str]  # what a client process needs: PREFECT_HOME, PREFECT_API_URL, no telemetry
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
+        """One REST call, retried on the codes Prefect's own client retries (429, 502, 503): the server
+        answers 503 when SQLite is busy, e.g. while a cancelled run's processes write their last states."""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.api}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as r:
-            text = r.read()
-        return json.loads(text) if text else None
+        for attempt in range(RETRIES + 1):
+            req = urllib.request.Request(f"{self.api}{path}", data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    text = r.read()
+                return json.loads(text) if text else None
+            except urllib.error.HTTPError as exc:
+                if exc.code not in RETRY_CODES or attempt == RETRIES:
+                    raise
+                time.sleep(min(2 ** attempt, 8))
 
     def deployment(self, flow: str, name: str, timeout: float = 120) -> dict:
         """The deployment ``flow/name``, waiting for a serving process or `prefect deploy` to register it."""

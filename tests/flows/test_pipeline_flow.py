@@ -41,7 +41,8 @@ def test_pipeline_runs_and_a_rerun_hits_the_caches(tmp_path, prefect_harness):
     first = pipeline_flow(cfg, return_state=True)
     out = first.result()
     assert Path(out.report.markdown_path).exists()
-    assert {r.metric for r in out.evaluation.results} >= {"fid", "kid", "is", "log_likelihood"}
+    assert {r.metric for r in out.evaluation.results} >= {"fid", "kid", "is", "log_likelihood",
+                                                          "fid_real_train_vs_test", "kid_real_train_vs_test"}
     ll = out.evaluation.likelihood  # demo: a 64-visible RBM, so AIS with its interval
     assert ll.method == "ais" and ll.runs == 10 and ll.lower <= ll.log_likelihood <= ll.upper
     assert out.samples.chains == 20 and Path(out.samples.path).is_dir()
@@ -49,7 +50,12 @@ def test_pipeline_runs_and_a_rerun_hits_the_caches(tmp_path, prefect_harness):
     second = pipeline_flow(cfg, return_state=True)
     states = _task_states(second.state_details.flow_run_id)
     assert states["prepare-data"] == "Cached"
-    assert second.result().run_dir == out.run_dir
+    again = second.result()
+    assert again.run_dir == out.run_dir
+    # every finished stage is skipped, not only training; the new flow run still shows the report
+    assert again.trained.skipped and again.samples.skipped and again.evaluation.skipped and again.report.skipped
+    assert again.evaluation.results == out.evaluation.results
+    assert "demo-report" in _artifact_keys(second.state_details.flow_run_id)
 
 
 def test_the_stages_are_linked_by_their_results(tmp_path, prefect_harness):

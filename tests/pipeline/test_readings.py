@@ -39,11 +39,12 @@ def test_fid_is_read_against_its_floor():
 
 def test_summary_folds_references_into_the_metric_lines():
     results = [_r("fid", 263.2854002802401), _r("kid", 0.05, std=0.001), _r("fid_real_train_vs_test", 44.03),
+               _r("kid_real_train_vs_test", 0.002, std=0.004),
                _r("log_likelihood", -20.5), _r("log_likelihood_baseline", -30.25)]
     lines = summary_lines(results)
     assert len(lines) == 3
     assert lines[0].startswith("fid = 263.29") and "vs floor 44.03" in lines[0] and "6.0× the floor" in lines[0]
-    assert "vs 0 (same distribution)" in lines[1] and "distinguishable" in lines[1]
+    assert "vs floor 0.002 ± 0.004" in lines[1] and "distinguishable from real images (12.0 spreads" in lines[1]
     assert "vs baseline -30.25" in lines[2] and "9.8 nats per example better" in lines[2]
     assert "263.2854" not in "\n".join(lines)
 
@@ -61,3 +62,12 @@ def test_independent_pixel_baseline_matches_the_closed_form():
     q = train.mean(0)
     exact = sum(math.log(q[j]) if x[j] else math.log(1 - q[j]) for x in test for j in range(6)) / len(test)
     assert independent_pixel_log_likelihood(train, test) == pytest.approx(exact, rel=1e-12)
+
+
+def test_kid_is_read_against_the_spread_of_its_floor_not_its_own():
+    """A poor model's subset spread is wide; the floor's spread (two real sets) is the yardstick."""
+    far = readings([_r("kid", 807.0, std=420.0), _r("kid_real_train_vs_test", 3.0, std=40.0)])["kid"]
+    assert far.reading.startswith("distinguishable from real images (20.1 spreads")
+    near = readings([_r("kid", 50.0, std=60.0), _r("kid_real_train_vs_test", 3.0, std=40.0)])["kid"]
+    assert near.reading.startswith("indistinguishable from real images at this sample size")
+    assert "kid" not in readings([_r("kid", 50.0, std=60.0)])  # no floor, no reading
