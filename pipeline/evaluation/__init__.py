@@ -253,6 +253,7 @@ def _toy_density(trained: TrainedModel) -> list[MetricResult]:
     with atomic.atomic_path(density_path(trained.run_dir)) as tmp, tmp.open("wb") as f:
         np.savez(f, xs=grid.xs[::stride].numpy(), ys=grid.ys[::stride].numpy(),
                  log_p=grid.log_p[::stride, ::stride].numpy(), log_z=grid.log_z)
+    trained.run_dir.publish(density_path(trained.run_dir))  # to output.storage, when the run has one
     if not source.startswith("toy:"):
         return []
     kl = kl_data_model(source.split(":", 1)[1], recipe.modules["model"].eval(), grid)
