@@ -122,11 +122,11 @@ class SampleDir:
         return f"block-{index:05d}.npz"
 
     def blocks(self) -> list[Path]:
-        """The blocks there are (local cache paths; fetched from storage)."""
+        """The blocks there are, as local paths (with a store: cache paths, fetched when read)."""
         if self.store is None:
             return sorted(self.path.glob(BLOCK_GLOB))
-        names = [n for n in self.store.names() if n.startswith(BLOCK_GLOB.split("*")[0]) and n.endswith(".npz")]
-        return [self._cached(n) for n in names]
+        prefix = BLOCK_GLOB.split("*")[0]
+        return [self.path / n for n in self.store.names() if n.startswith(prefix) and n.endswith(".npz")]
 
     def has_block(self, index: int) -> bool:
         if self.store is not None:
@@ -277,7 +277,7 @@ class RunDir:
             raise UserError(f"run: {text} holds no {CONFIG}; pass the storage folder of a run "
                             f"(<output.storage>/<run name>)")
         raw = strict_yaml.load_mapping(store.read_bytes(CONFIG).decode(), f"{text}/{CONFIG}")
-        return cls.of(validate_config(raw))
+        return cls(cls.of(validate_config(raw)).path, store)  # the store as addressed (its endpoint)
 
     @classmethod
     def of(cls, cfg: RunConfig) -> RunDir:
