@@ -48,7 +48,7 @@ def storage_uri(storage: str, options: dict[str, str] | None = None) -> str:
     if parts.scheme == "s3" and "endpoint_override" not in query:
         query.update(_endpoint_from_env())
     base = f"{parts.scheme}://{parts.netloc}{parts.path}"
-    return f"{base}?{urlencode(sorted(query.items()))}" if query else base
+    return f"{base}?{urlencode(sorted(query.items()), safe=':')}" if query else base
 
 
 def _endpoint_from_env() -> dict[str, str]:

@@ -33,9 +33,9 @@ def test_options_and_the_aws_endpoint_variable_become_pyarrow_uri_options(monkey
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     assert storage_uri("s3://b/p", {"endpoint_override": "h:9", "scheme": "http"}) == \
-        "s3://b/p?endpoint_override=h%3A9&scheme=http"
+        "s3://b/p?endpoint_override=h:9&scheme=http"
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio.storage:9000")
-    assert storage_uri("s3://b/p") == "s3://b/p?endpoint_override=minio.storage%3A9000&scheme=http"
+    assert storage_uri("s3://b/p") == "s3://b/p?endpoint_override=minio.storage:9000&scheme=http"
     assert storage_uri("gs://b/p") == "gs://b/p"  # the variable is S3's
 
 
@@ -57,7 +57,7 @@ def test_async_upload_is_chosen_for_object_storage_only(tmp_path):
 
     from pipeline.engine import checkpoint_upload_mode
 
-    assert checkpoint_upload_mode("s3://b/p?endpoint_override=h%3A1") is CheckpointUploadMode.ASYNC
+    assert checkpoint_upload_mode("s3://b/p?endpoint_override=h:1") is CheckpointUploadMode.ASYNC
     assert checkpoint_upload_mode("gs://b/p") is CheckpointUploadMode.ASYNC
     assert checkpoint_upload_mode(str(tmp_path)) is CheckpointUploadMode.SYNC
     assert is_object_store("s3://b") and not is_object_store(str(tmp_path)) and not is_object_store(None)

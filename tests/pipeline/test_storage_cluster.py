@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 import ray
@@ -38,13 +39,26 @@ def s3():
         yield server
 
 
+def _tiny_extractor(path: Path) -> Path:
+    """A TorchScript feature network small enough to score 80 digits in milliseconds."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    torch.jit.script(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))).save(str(path))
+    return path
+
+
 def _cfg(root: Path, s3, *extra: str):
+    root.parent.mkdir(parents=True, exist_ok=True)
+    extractor = _tiny_extractor(root.parent / "features.pt")
     return load_config(None, [
         "name=rbm-s3", "data.source=digits", "data.binarize=threshold", "data.scale=unit", "data.limit=400",
         "model.family=rbm", "model.n_hidden=64", "model.negative=gibbs", f"train.epochs={EPOCHS}",
         "train.batch_size=50", "train.lr=0.1", "train.eval_examples=50", "resources.num_workers=2",
         "resources.max_failures=2", "sample.chains=40", "sample.chains_per_block=10", "sample.steps=6",
-        "sample.burn_in=2", "sample.thin=2", "sample.workers=2", "evaluate.metrics=[]", "evaluate.likelihood=none",
+        "sample.burn_in=2", "sample.thin=2", "sample.workers=2", "evaluate.metrics=[fid]", "evaluate.likelihood=none",
+        f"evaluate.feature=torchscript:{extractor}", "evaluate.num_samples=80",
         f"output.root={root}", f"output.storage=s3://{s3.bucket}/runs",
         f"output.storage_options.endpoint_override={s3.endpoint}", "output.storage_options.scheme=http", *extra])
 
@@ -134,6 +148,8 @@ def test_a_two_node_run_lives_in_s3(tmp_path, s3, cluster):
     evaluation = evaluate(RunDir.of(cfg))
     assert f"runs/{cfg.run_name}/eval/metrics.json" in s3.keys(f"runs/{cfg.run_name}/eval/")
     assert evaluation.run == cfg.run_name and evaluation.step == EPOCHS * STEPS_PER_EPOCH
+    fid = evaluation.get("fid")
+    assert fid is not None and fid.num_samples == 80 and np.isfinite(fid.value)
 
     _forget_local(cfg)
     report = build_report(RunDir.of(cfg))
