@@ -128,6 +128,9 @@ class TrainConfig(Section):
     seed: int = 0
     checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")
     keep_checkpoints: int = Field(3, gt=0)
+    checkpoint_upload: Literal["auto", "sync", "async"] = Field(
+        "auto", description="Ray Train's checkpoint upload: auto = async for object storage (training goes on "
+                            "while it uploads), sync for local paths")
     log_every: int = Field(50, gt=0, description="steps between progress reports")
     eval_examples: int = Field(1000, gt=0, description="examples used for per-epoch metrics")
     compile: bool = Field(False, description="torch.compile every module's forward (see README: Performance)")

@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 # Config sections a resumed run may change (the rest defines the model being trained).
 RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.log_every", "train.checkpoint_every",
-                     "train.keep_checkpoints", "train.compile", "resources", "output", "sample", "evaluate", "name"}
+                     "train.keep_checkpoints", "train.checkpoint_upload", "train.compile", "resources", "output",
+                     "sample", "evaluate", "name"}
 
 
 @dataclass
@@ -174,14 +175,17 @@ def _ray_storage(cfg: RunConfig) -> dict[str, Any]:
     return {"storage_path": path, "storage_filesystem": fs}
 
 
-def checkpoint_upload_mode(storage: str) -> Any:
-    """Ray Train's asynchronous checkpoint upload for object storage (the step loop goes on while
-    the checkpoint uploads), synchronous for local paths (a copy on the same disk)."""
+def checkpoint_upload_mode(storage: str, choice: str = "auto") -> Any:
+    """``train.checkpoint_upload``: ``auto`` is Ray Train's asynchronous upload for object storage
+    (the step loop goes on while the checkpoint uploads) and synchronous for local paths (a copy on
+    the same disk); ``sync``/``async`` force one (benchmarks compare them)."""
     from ray.train import CheckpointUploadMode
 
     from pipeline.storage import is_object_store
 
-    return CheckpointUploadMode.ASYNC if is_object_store(storage) else CheckpointUploadMode.SYNC
+    if choice == "auto":
+        choice = "async" if is_object_store(storage) else "sync"
+    return CheckpointUploadMode.ASYNC if choice == "async" else CheckpointUploadMode.SYNC
 
 
 def _data_for_workers(cfg: RunConfig, data: PreparedData) -> dict[str, Any]:
@@ -624,7 +628,7 @@ def _report(recipe: Recipe, accelerator: Any, epoch: int, step: int, metrics: di
 
     import ray.train
 
-    mode = checkpoint_upload_mode(ctx.storage)
+    mode = checkpoint_upload_mode(ctx.storage, ctx.cfg.train.checkpoint_upload)
     tmp = tempfile.mkdtemp(prefix="boltzgan-ckpt-")
     handed_over = False
     try:

@@ -60,6 +60,8 @@ def test_async_upload_is_chosen_for_object_storage_only(tmp_path):
     assert checkpoint_upload_mode("s3://b/p?endpoint_override=h:1") is CheckpointUploadMode.ASYNC
     assert checkpoint_upload_mode("gs://b/p") is CheckpointUploadMode.ASYNC
     assert checkpoint_upload_mode(str(tmp_path)) is CheckpointUploadMode.SYNC
+    assert checkpoint_upload_mode("s3://b/p", "sync") is CheckpointUploadMode.SYNC  # the benchmark's comparison
+    assert checkpoint_upload_mode(str(tmp_path), "async") is CheckpointUploadMode.ASYNC
     assert is_object_store("s3://b") and not is_object_store(str(tmp_path)) and not is_object_store(None)
 
 
