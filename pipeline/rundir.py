@@ -250,12 +250,12 @@ class RunDir:
 
         try:
             output = (yaml.safe_load(config.read_text()) or {}).get("output") or {}
+            storage, options = output.get("storage"), output.get("storage_options") or {}
         except (yaml.YAMLError, AttributeError, OSError):
             return None  # read_config reports a broken file properly
-        storage = output.get("storage")
-        if not storage:
+        if not isinstance(storage, str) or not storage or not isinstance(options, dict):
             return None
-        store = Store.open(storage, output.get("storage_options") or {})
+        store = Store.open(storage, options)
         if store.is_local and Path(store.base) == self.path.parent:
             return None
         return store.child(self.path.name)
