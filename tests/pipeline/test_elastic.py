@@ -12,7 +12,7 @@ from pipeline.data import prepare
 from pipeline.engine import train
 from pipeline.trained import load_trained
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 EPOCHS = 8
 STEPS_PER_EPOCH = 8  # 400 examples / batch 50, at every world size

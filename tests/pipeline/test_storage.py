@@ -15,6 +15,8 @@ from pipeline.rundir import RunDir, run_store, storage_of
 from pipeline.storage import Store, is_object_store, storage_uri
 from tests.s3_server import s3_server
 
+pytestmark = pytest.mark.s3
+
 BASE = ["name=st", "model.family=rbm", "model.n_hidden=4"]
 
 

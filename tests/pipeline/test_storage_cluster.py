@@ -27,7 +27,7 @@ from pipeline.sampling import load_samples, sample
 from pipeline.trained import load_trained
 from tests.s3_server import s3_server
 
-pytestmark = [pytest.mark.ray, pytest.mark.s3]
+pytestmark = [pytest.mark.ray, pytest.mark.s3, pytest.mark.timeout(360)]  # well inside CI's budget, never a hang
 
 EPOCHS = 6
 STEPS_PER_EPOCH = 8  # 400 examples / batch 50
