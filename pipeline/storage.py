@@ -122,8 +122,10 @@ class Store:
             f.write(data)
 
     def delete(self, rel: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.filesystem.delete_file(self._path(rel))
+        """Delete the file ``rel`` if it is there."""
+        if self.exists(rel):
+            with contextlib.suppress(FileNotFoundError):  # a concurrent delete
+                self.filesystem.delete_file(self._path(rel))
 
     def delete_dir(self, rel: str) -> None:
         if self.exists(rel):
