@@ -14,7 +14,7 @@ from pipeline.trained import load_trained
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
-EPOCHS = 8
+EPOCHS = 40  # long enough (tens of seconds) for the node to join and the group to regrow mid-run
 STEPS_PER_EPOCH = 8  # 400 examples / batch 50, at every world size
 
 
