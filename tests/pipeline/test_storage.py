@@ -138,7 +138,7 @@ def test_sample_blocks_are_written_to_s3_only_and_read_back_through_the_cache(tm
     shutil.rmtree(samples.path)
     assert RunDir.of(cfg).samples.read_manifest() == {"blocks": 1}
     RunDir.of(cfg).samples.clear()
-    assert not [k for k in s3.keys("unit/samples/samples/")]
+    assert not [k for k in s3.keys("unit/samples/samples/") if not k.endswith("/")]  # pyarrow keeps a folder marker
 
 
 def test_prepared_data_reaches_a_node_through_its_cache_keyed_by_fingerprint(tmp_path, s3):
