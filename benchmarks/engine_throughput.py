@@ -19,6 +19,11 @@ run in this process with ``--threads`` torch threads on in-memory tensors:
    process; target ≥ 40 % of its speed alone.
 6. ``train.compile`` off/on for the RBM and DCGAN rows (where the config has the key), each
    measured in its second epoch so that compilation (first epoch) is not counted.
+7. ``--only upload``: checkpoints to object storage (moto's S3 server on loopback, a checkpoint
+   every epoch, one Ray worker): the wall time per epoch *including* the checkpoint with
+   ``train.checkpoint_upload=sync`` against ``async`` (the default for object storage); target:
+   async does not pause the steps for the upload (≤ 0.9× sync per epoch, and its in-loop rate
+   within 5 % of sync's).
 
 Run it alone on the machine (it is a throughput benchmark):
 
@@ -286,6 +291,32 @@ def section_gpu(args, binary, root: Path) -> list[Row]:
                 target=f"{10 * V * H * rate / peak:.1%} of measured GEMM rate {peak / 1e12:.1f} TFLOP/s")]
 
 
+def section_upload(args, binary, root: Path) -> list[Row]:
+    """Seconds per epoch, checkpoint included (run wall time / epochs), with the checkpoint
+    uploaded synchronously and asynchronously to an S3 API on loopback."""
+    s = "7. checkpoints to S3 (moto on loopback), RBM 784-500, batch 100, 1 Ray worker × 2 CPUs"
+    if not has_key("train", "checkpoint_upload"):
+        return [Row(s, "this checkout has no train.checkpoint_upload", float("nan"), "")]
+    sys.path.insert(0, str(args.repo))
+    from tests.s3_server import s3_server
+
+    epochs = max(args.epochs, 4)
+    out: dict[str, tuple[float, float]] = {}
+    with s3_server() as s3:
+        for mode in ("sync", "async"):
+            storage = [f"output.storage=s3://{s3.bucket}/bench-{mode}",
+                       f"output.storage_options.endpoint_override={s3.endpoint}", "output.storage_options.scheme=http",
+                       f"train.checkpoint_upload={mode}", "train.checkpoint_every=1"]
+            started = time.perf_counter()
+            rate = rbm(binary, root, f"rbm-upload-{mode}", 100, 1, 2, epochs, storage)
+            out[mode] = ((time.perf_counter() - started) / epochs, rate)
+    (sync_s, sync_rate), (async_s, async_rate) = out["sync"], out["async"]
+    return [Row(s, "seconds per epoch incl. checkpoint, sync upload", sync_s, "s"),
+            Row(s, "seconds per epoch incl. checkpoint, async upload", async_s, "s",
+                target=f"≤ 0.9× sync ({async_s / sync_s:.2f}×); in-loop rate {async_rate / sync_rate:.2f}× sync's",
+                ok=async_s <= 0.9 * sync_s and async_rate >= 0.95 * sync_rate)]
+
+
 def gemm_rate(device: str = "cpu", n: int = 1024, repeats: int = 20) -> float:
     import torch
 
@@ -304,7 +335,7 @@ def gemm_rate(device: str = "cpu", n: int = 1024, repeats: int = 20) -> float:
 
 # ================================================================================ main
 
-SECTIONS = ("rbm", "scaling", "gan", "presets", "contention", "compile", "gpu")
+SECTIONS = ("rbm", "scaling", "gan", "presets", "contention", "compile", "gpu", "upload")
 
 
 def main() -> None:
@@ -316,7 +347,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads of this process and its peers")
     ap.add_argument("--only", nargs="+", choices=SECTIONS,
                     default=["rbm", "scaling", "gan", "presets", "compile", "gpu"],
-                    help="sections to run; contention runs only when asked (it starts a busy process)")
+                    help="sections to run; contention (it starts a busy process) and upload (an S3 server) "
+                         "run only when asked")
     ap.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1],
                     help="the boltzgan checkout to measure (default: this one)")
     ap.add_argument("--json", type=Path, help="write the rows here")
@@ -357,6 +389,7 @@ def main() -> None:
         "contention": lambda: section_contention(args, binary, root),
         "compile": lambda: section_compile(args, binary, root),
         "gpu": lambda: section_gpu(args, binary, root),
+        "upload": lambda: section_upload(args, binary, root),
     }
     rows: list[Row] = []
     for key in SECTIONS:

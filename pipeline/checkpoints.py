@@ -122,9 +122,12 @@ def persist_checkpoint(src: Path, storage: str, name: str, epoch: int, keep: int
     fs, base = storage_dir(storage, name)
     fs.create_dir(base, recursive=True)
     final = f"{base}/checkpoint_local_e{epoch:05d}_{time.time_ns()}"
-    staging = f"{base}/.staging_{time.time_ns()}"
-    pafs.copy_files(str(src), staging, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
-    fs.move(staging, final)
+    if isinstance(fs, pafs.LocalFileSystem):
+        staging = f"{base}/.staging_{time.time_ns()}"
+        pafs.copy_files(str(src), staging, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+        fs.move(staging, final)
+    else:  # object stores cannot rename a folder; a copy without all its files fails verify()
+        pafs.copy_files(str(src), final, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
     for old in list_checkpoints(storage, name)[keep:]:
         fs.delete_dir(old.path)
     return final

@@ -107,12 +107,13 @@ _sample_command()
 
 
 @app.command()
-def evaluate(run_dir: Path, set_: SetOpt = None) -> None:
-    """Compute FID/KID/IS (named features), likelihoods and toy metrics; writes RUN_DIR/eval/metrics.json."""
+def evaluate(run_dir: str, set_: SetOpt = None) -> None:
+    """Compute FID/KID/IS (named features), likelihoods and toy metrics; writes RUN_DIR/eval/metrics.json.
+    RUN_DIR may be the run's folder in output.storage (s3://bucket/prefix/RUN)."""
     from pipeline.evaluation import evaluate as evaluate_stage
     from pipeline.rundir import RunDir
 
-    run = RunDir(run_dir)
+    run = RunDir.at(run_dir)
     cfg = run.read_config(set_).evaluate
     _guard()
     result = evaluate_stage(run, cfg)
@@ -128,11 +129,13 @@ def evaluate(run_dir: Path, set_: SetOpt = None) -> None:
 
 
 @app.command()
-def report(run_dir: Path) -> None:
-    """Write RUN_DIR/report/report.md with sample grid, training curves and MCMC trace figures."""
+def report(run_dir: str) -> None:
+    """Write RUN_DIR/report/report.md with sample grid, training curves and MCMC trace figures.
+    RUN_DIR may be the run's folder in output.storage (s3://bucket/prefix/RUN)."""
     from pipeline.report import build_report
+    from pipeline.rundir import RunDir
 
-    result = build_report(run_dir)
+    result = build_report(RunDir.at(run_dir))
     console.print(f"report: {result.markdown_path}; figures: {', '.join(result.figures.values()) or 'none'}")
 
 

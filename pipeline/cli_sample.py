@@ -21,7 +21,7 @@ def sample_config(run_dir: Path, options: dict[str, int | None], overrides: list
     """
     from pipeline.rundir import RunDir
 
-    run = RunDir(Path(run_dir))
+    run = RunDir.at(str(run_dir))
     if not run.has_config():
         raise UserError(f"sample: {run_dir} is not a run directory (no saved config); pass the directory of a "
                         f"trained run (runs/<name>), e.g. `boltzgan sample runs/demo`")
@@ -30,7 +30,8 @@ def sample_config(run_dir: Path, options: dict[str, int | None], overrides: list
 
 
 def sample_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A trained run directory (<output.root>/<run name>).")],
+    run_dir: Annotated[str, typer.Argument(help="A trained run directory (<output.root>/<run name>), or the "
+                                                "run's folder in output.storage (s3://bucket/prefix/RUN).")],
     chains: Annotated[Optional[int], typer.Option(help="Number of chains.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Transitions per chain.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Ray workers (0 = in this process).")] = None,

@@ -29,7 +29,8 @@ from pydantic_core import PydanticCustomError
 
 from pipeline import strict_yaml
 from pipeline.errors import ConfigError
-from pipeline.values import check_ray_address, check_run_name, check_storage, check_value, shown
+from pipeline.values import (check_ray_address, check_run_name, check_storage, check_value, check_worker_range,
+                             shown)
 
 
 class Section(BaseModel):
@@ -127,6 +128,9 @@ class TrainConfig(Section):
     seed: int = 0
     checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")
     keep_checkpoints: int = Field(3, gt=0)
+    checkpoint_upload: Literal["auto", "sync", "async"] = Field(
+        "auto", description="Ray Train's checkpoint upload: auto = async for object storage (training goes on "
+                            "while it uploads), sync for local paths")
     log_every: int = Field(50, gt=0, description="steps between progress reports")
     eval_examples: int = Field(1000, gt=0, description="examples used for per-epoch metrics")
     compile: bool = Field(False, description="torch.compile every module's forward (see README: Performance)")
@@ -222,7 +226,9 @@ class EvaluateConfig(Section):
 class ResourcesConfig(Section):
     """What changes between a laptop and a cluster (with ``output.storage``)."""
 
-    num_workers: int = Field(1, ge=0, description="Ray Train workers; 0 runs in-process (tests)")
+    num_workers: int | str = Field(
+        1, description="Ray Train workers: N, or MIN..MAX for elastic training (start with what the cluster "
+                       "has, at least MIN, and grow to MAX as nodes join); 0 runs in-process (tests)")
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(1.0, ge=0)
@@ -233,7 +239,31 @@ class ResourcesConfig(Section):
                                 "worker's device (GPU memory with use_gpu); larger ones are memory-mapped "
                                 "and read ahead by a thread; 0 = always memory-mapped")
 
+    elastic_resize_interval_s: float = Field(
+        60.0, ge=0, description="elastic runs (num_workers=MIN..MAX): how often Ray Train looks for room to grow "
+                                "the worker group (a resize restarts the group from the latest checkpoint)")
+
     _address = field_validator("ray_address")(lambda v: check_ray_address(v))
+    _workers = field_validator("num_workers", mode="before")(lambda v: check_worker_range(v, "resources.num_workers"))
+
+    @property
+    def worker_range(self) -> tuple[int, int]:
+        """(min, max) workers; equal for a fixed count."""
+        n = self.num_workers
+        if isinstance(n, int):
+            return n, n
+        low, high = n.split("..")
+        return int(low), int(high)
+
+    @property
+    def elastic(self) -> bool:
+        low, high = self.worker_range
+        return low != high
+
+    @property
+    def in_process(self) -> bool:
+        """num_workers=0: the train function runs in this process (Ray Train's local mode)."""
+        return self.worker_range[1] == 0
 
 
 class OutputConfig(Section):
@@ -241,7 +271,13 @@ class OutputConfig(Section):
 
     root: str = "runs"
     run_name: str | None = Field(None, description="default: the preset name")
-    storage: str | None = Field(None, description="Ray Train storage_path; default: <root> (absolute)")
+    storage: str | None = Field(
+        None, description="where the run lives (prepared data, checkpoints, model, samples, evaluation, report): "
+                          "a local path or a URI such as s3://bucket/prefix; the only thing nodes must share. "
+                          "Default: <root> (absolute)")
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="pyarrow filesystem options for output.storage, e.g. "
+                                          "endpoint_override=HOST:PORT, scheme=http, region=us-east-1")
 
     _storage = field_validator("storage")(lambda v: check_storage(v))
     _run_name = field_validator("run_name")(lambda v: check_run_name(v, "output.run_name"))

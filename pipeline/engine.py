@@ -24,19 +24,20 @@ import torch
 from pipeline import atomic as artifacts
 from pipeline.checkpoints import latest_valid, list_checkpoints, persist_checkpoint, write_manifest
 from pipeline.config import RunConfig, validate_config
-from pipeline.data import PreparedData, load_prepared, open_split
+from pipeline.data import PreparedData, load_prepared, mirror, open_split
 from pipeline.errors import TrainingDiverged, UnsafeFileError, UserError
 from pipeline.feed import Feed, open_feed
 from pipeline.meter import StepMeter
 from pipeline.recipes.base import Batch, Recipe, recipe_class
-from pipeline.rundir import METRICS_LOG, MODEL_FILE, RunDir, storage_of
+from pipeline.rundir import METRICS_LOG, MODEL_FILE, RunDir, run_store, storage_of, stored_data_name
 from pipeline.sharding import num_batches
 
 log = logging.getLogger(__name__)
 
 # Config sections a resumed run may change (the rest defines the model being trained).
 RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.log_every", "train.checkpoint_every",
-                     "train.keep_checkpoints", "train.compile", "resources", "output", "sample", "evaluate", "name"}
+                     "train.keep_checkpoints", "train.checkpoint_upload", "train.compile", "resources", "output",
+                     "sample", "evaluate", "name"}
 
 
 @dataclass
@@ -55,7 +56,7 @@ class TrainResult:
     @classmethod
     def of_run(cls, run_dir: str | Path) -> TrainResult:
         """The result of a run trained earlier (from its run directory), for stages run on their own."""
-        run = RunDir(Path(run_dir))
+        run = RunDir.at(run_dir)
         state = run.read_state()
         if state is None or not run.has_model():
             raise UserError(f"run: {run} holds no trained model; train it first (boltzgan train PRESET)")
@@ -95,8 +96,9 @@ def _train_locked(cfg: RunConfig, data: PreparedData, resume: bool,
 
     ensure_ray(cfg.resources.ray_address)
     res = cfg.resources
-    if res.num_workers > 0:
-        check_resources(res.num_workers, res.cpus_per_worker, res.gpus_per_worker if res.use_gpu else 0.0)
+    if not res.in_process:  # an elastic run needs room for its minimum now; it grows later
+        check_resources(res.worker_range[0], res.cpus_per_worker, res.gpus_per_worker if res.use_gpu else 0.0,
+                        "resources.num_workers")
     _claim_run_dir(cfg, data, resumed)
     try:
         return _run_trainer(cfg, data, from_checkpoint, progress)
@@ -187,16 +189,61 @@ def _make_trainer(cfg: RunConfig, data: PreparedData, resume: bool, board: Any) 
     per_worker = {"CPU": res.cpus_per_worker}
     if res.use_gpu:
         per_worker["GPU"] = res.gpus_per_worker
-    scaling = ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu, resources_per_worker=per_worker)
+    low, high = res.worker_range
+    scaling = ScalingConfig(num_workers=(low, high) if res.elastic else high, use_gpu=res.use_gpu,
+                            resources_per_worker=per_worker,
+                            elastic_resize_monitor_interval_s=res.elastic_resize_interval_s)
     run_config = RayRunConfig(
         name=cfg.run_name,
-        storage_path=storage_of(cfg),
+        **_ray_storage(cfg),
         failure_config=FailureConfig(max_failures=res.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
     )
-    loop_config = {"cfg": cfg.model_dump(mode="json"), "data_path": data.path, "resume": resume,
+    loop_config = {"cfg": cfg.model_dump(mode="json"), "data": _data_for_workers(cfg, data), "resume": resume,
                    "board": board, "storage": storage_of(cfg)}
     return TorchTrainer(worker_loop, train_loop_config=loop_config, scaling_config=scaling, run_config=run_config)
+
+
+def _ray_storage(cfg: RunConfig) -> dict[str, Any]:
+    """Ray Train's storage: a local path as is; a URI as its pyarrow filesystem (with the options
+    of ``output.storage_options``) and the path inside it."""
+    storage = storage_of(cfg)
+    if "://" not in storage:
+        return {"storage_path": storage}
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(storage)
+    return {"storage_path": path, "storage_filesystem": fs}
+
+
+def checkpoint_upload_mode(storage: str, choice: str = "auto") -> Any:
+    """``train.checkpoint_upload``: ``auto`` is Ray Train's asynchronous upload for object storage
+    (the step loop goes on while the checkpoint uploads) and synchronous for local paths (a copy on
+    the same disk); ``sync``/``async`` force one (benchmarks compare them)."""
+    from ray.train import CheckpointUploadMode
+
+    from pipeline.storage import is_object_store
+
+    if choice == "auto":
+        choice = "async" if is_object_store(storage) else "sync"
+    return CheckpointUploadMode.ASYNC if choice == "async" else CheckpointUploadMode.SYNC
+
+
+def _data_for_workers(cfg: RunConfig, data: PreparedData) -> dict[str, Any]:
+    """Where workers find the prepared data: its folder in storage when the run has one (each
+    node reads it through its own cache), else the local path (one machine or a shared mount)."""
+    store = run_store(cfg)
+    if store is None:
+        return {"path": data.path}
+    return {"path": None, "store": store, "name": stored_data_name(data.meta.fingerprint),
+            "fingerprint": data.meta.fingerprint}
+
+
+def open_worker_data(where: dict[str, Any]) -> PreparedData:
+    """The prepared data on this worker's node (see :func:`_data_for_workers`)."""
+    if where.get("store") is None:
+        return load_prepared(where["path"])
+    return mirror.fetch(where["store"], where["name"], where["fingerprint"])
 
 
 def _check_run_dir(cfg: RunConfig, resume: bool) -> bool:
@@ -242,8 +289,13 @@ def _claim_run_dir(cfg: RunConfig, data: PreparedData, resumed: bool) -> None:
     """Write config.yaml (and data.json for a new run): from here on the directory holds this run."""
     run_dir = RunDir.of(cfg)
     run_dir.write_config(cfg)
+    stored = None
+    store = run_store(cfg)
+    if store is not None:  # before any worker starts: the nodes read the data from storage only
+        stored = stored_data_name(data.meta.fingerprint)
+        mirror.publish(data, store, stored)
     if not resumed:
-        run_dir.write_data_ref(data.path, data.meta.model_dump(mode="json"))
+        run_dir.write_data_ref(data.path, data.meta.model_dump(mode="json"), stored)
 
 
 def _release_unstarted(cfg: RunConfig) -> None:
@@ -284,8 +336,7 @@ def _finish(cfg: RunConfig, result: Any) -> TrainResult:
         raise UserError(f"train: no valid checkpoint was written under {storage_of(cfg)}/{cfg.run_name}")
     local, manifest = found
     run_dir = RunDir.of(cfg)
-    run_dir.install_model(local / MODEL_FILE)
-    artifacts.write_digest(run_dir.model_path)
+    run_dir.install_model(local / MODEL_FILE)  # with its digest, uploaded to storage when there is one
     metrics = manifest.get("metrics", {})
     run_dir.write_state({"epoch": manifest["epoch"], "step": manifest["step"], "checkpoint": str(local),
                          "metrics": metrics})
@@ -365,13 +416,13 @@ def worker_loop(config: dict[str, Any]) -> None:
 
     _quiet_worker_logs()
     cfg = validate_config(config["cfg"])
-    data = load_prepared(config["data_path"])
+    data = open_worker_data(config["data"])
     board = config["board"]
     recipe_cls = recipe_class(cfg.model.family)
     accelerator = make_accelerator(cfg, recipe_cls)
     _own_cores(cfg)  # after Accelerate, which sets its own count on multi-CPU runs without OMP_NUM_THREADS
     rank, world = accelerator.process_index, accelerator.num_processes
-    if cfg.resources.num_workers > 0:  # in-process runs log in the driver already
+    if not cfg.resources.in_process:  # in-process runs log in the driver already
         from pipeline.ray_logs import forward_worker_warnings
 
         forward_worker_warnings(board, rank)
@@ -387,14 +438,17 @@ def worker_loop(config: dict[str, Any]) -> None:
     recipe.setup(accelerator)
 
     n = train_x.shape[0]
-    per_epoch = num_batches(n, cfg.train.batch_size, world)
+    # the trailing-batch rule uses the largest world the run may have, so that an elastic run takes
+    # the same global batches (and steps) at every size (pipeline/sharding.py)
+    batch_world = max(world, cfg.resources.worker_range[1])
+    per_epoch = num_batches(n, cfg.train.batch_size, batch_world)
     total = per_epoch * cfg.train.epochs
     if cfg.train.max_steps:
         total = min(total, cfg.train.max_steps)
-    ctx = _Context(cfg, rank, world, n, per_epoch, total, config["storage"], cfg.resources.num_workers == 0)
+    ctx = _Context(cfg, rank, world, n, per_epoch, total, config["storage"], cfg.resources.in_process)
     epoch, step = _restore(accelerator, recipe, cfg, config)
     feed = open_feed(train_x, cfg.train.batch_size, world, rank, cfg.train.seed, recipe.data.shape,
-                     accelerator.device, cfg.resources.data_in_memory_mb)
+                     accelerator.device, cfg.resources.data_in_memory_mb, batch_world)
     eval_train = torch.from_numpy(np.array(train_x[: cfg.train.eval_examples]))
     eval_test = torch.from_numpy(np.array(test_x[: cfg.train.eval_examples]))
     restarts = 0
@@ -529,7 +583,7 @@ def _own_cores(cfg: RunConfig) -> None:
     """A Ray worker runs ``resources.cpus_per_worker`` torch threads: the cores Ray reserved for it,
     no more (threads beyond them fight the other workers'). In-process runs (num_workers=0) keep
     torch's default, which is all cores of the machine, as a plain script would."""
-    if cfg.resources.num_workers > 0:
+    if not cfg.resources.in_process:
         torch.set_num_threads(max(1, math.floor(cfg.resources.cpus_per_worker)))
 
 
@@ -605,10 +659,20 @@ def ray_get_push(board: Any, event: dict[str, Any]) -> None:
 
 def _report(recipe: Recipe, accelerator: Any, epoch: int, step: int, metrics: dict[str, float],
             checkpointing: bool, board: Any, ctx: _Context) -> None:
-    """Checkpoint (rank 0 writes, all ranks report) and publish the epoch's metrics."""
+    """Checkpoint (rank 0 writes, all ranks report) and publish the epoch's metrics.
+
+    For object storage the upload is asynchronous (:func:`checkpoint_upload_mode`): Ray Train
+    uploads the directory in the background and deletes it afterwards, so it is not a
+    ``TemporaryDirectory`` that would vanish when this function returns.
+    """
+    import shutil
+
     import ray.train
 
-    with tempfile.TemporaryDirectory(prefix="boltzgan-ckpt-") as tmp:
+    mode = checkpoint_upload_mode(ctx.storage, ctx.cfg.train.checkpoint_upload)
+    tmp = tempfile.mkdtemp(prefix="boltzgan-ckpt-")
+    handed_over = False
+    try:
         ckpt = None
         if checkpointing:
             accelerator.wait_for_everyone()
@@ -623,7 +687,15 @@ def _report(recipe: Recipe, accelerator: Any, epoch: int, step: int, metrics: di
         if ctx.rank == 0:
             board.push.remote({"kind": "epoch", "epoch": epoch, "step": step, "total": ctx.total_steps,
                                "metrics": metrics, "checkpoint": checkpointing})
-        ray.train.report({"epoch": epoch, "step": step, **metrics}, checkpoint=ckpt)
+        if ckpt is None:
+            ray.train.report({"epoch": epoch, "step": step, **metrics}, checkpoint=None)
+        else:
+            ray.train.report({"epoch": epoch, "step": step, **metrics}, checkpoint=ckpt, checkpoint_upload_mode=mode,
+                             delete_local_checkpoint_after_upload=True)
+            handed_over = True
+    finally:
+        if not handed_over:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _export_model(recipe: Recipe, accelerator: Any, ckpt_dir: Path, epoch: int, step: int) -> None:

@@ -38,12 +38,13 @@ class _Plan:
     """Where this worker's rows come from: sizes, world, seed and the example shape."""
 
     def __init__(self, n: int, batch_size: int, world: int, rank: int, seed: int, shape: tuple[int, ...],
-                 device: torch.device):
+                 device: torch.device, batch_world: int | None = None):
         self.n, self.batch_size, self.world, self.rank, self.seed = n, batch_size, world, rank, seed
-        self.shape, self.device = tuple(shape), device
+        self.shape, self.device, self.batch_world = tuple(shape), device, batch_world
 
     def batches(self, epoch: int, start: int) -> Iterator[LocalBatch]:
-        return local_batches(self.n, self.batch_size, self.world, self.rank, self.seed, epoch, start)
+        return local_batches(self.n, self.batch_size, self.world, self.rank, self.seed, epoch, start,
+                             self.batch_world)
 
 
 class DeviceFeed:
@@ -121,8 +122,9 @@ class MappedFeed:
 
 
 def open_feed(train_x: np.ndarray, batch_size: int, world: int, rank: int, seed: int, shape: tuple[int, ...],
-              device: torch.device, memory_mb: float) -> Feed:
-    """A :class:`DeviceFeed` when the split takes at most ``memory_mb`` MB, else a :class:`MappedFeed`."""
-    plan = _Plan(train_x.shape[0], batch_size, world, rank, seed, shape, device)
+              device: torch.device, memory_mb: float, batch_world: int | None = None) -> Feed:
+    """A :class:`DeviceFeed` when the split takes at most ``memory_mb`` MB, else a :class:`MappedFeed`.
+    ``batch_world``: the world size whose trailing-batch rule counts the batches (elastic runs)."""
+    plan = _Plan(train_x.shape[0], batch_size, world, rank, seed, shape, device, batch_world)
     fits = train_x.nbytes <= memory_mb * 2**20
     return DeviceFeed(train_x, plan) if fits else MappedFeed(train_x, plan)

@@ -36,7 +36,7 @@ def build_report(run_dir: str | Path | RunDir, evaluation: EvalResult | None = N
     ``reuse``, a stored report built from the same model, sample and evaluation is returned as it is."""
     from pipeline.stage_keys import stage_key
 
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    run = RunDir.at(run_dir)
     evaluation = evaluation if evaluation is not None else EvalResult.read(run)
     sample_dir = samples.dir if samples is not None else run.samples
     stored_sample = samples if samples is not None else SampleSet.read(sample_dir)
@@ -51,7 +51,7 @@ def build_report(run_dir: str | Path | RunDir, evaluation: EvalResult | None = N
     shown = load_samples(sample_dir, 64) if sample_dir.is_complete() else None
     if shown is not None:
         figures["samples"] = _save(_sample_figure(shown), run.figure_path("samples"))
-    density = density_path(run)
+    density = run.fetch(density_path(run))
     if density.exists():  # 2-D energies: the exactly normalised density beside the samples
         figures["density"] = _save(_density_figure(density, shown), run.figure_path("density"))
     epochs = run.epochs()
@@ -61,6 +61,8 @@ def build_report(run_dir: str | Path | RunDir, evaluation: EvalResult | None = N
     traces = _energy_traces(sample_dir)
     if traces is not None:
         figures["trace"] = _save(_trace_figure(traces, diagnostics), run.figure_path("trace"))
+    for figure in figures.values():
+        run.publish(figure)  # to output.storage, when the run has one
     text = _markdown(run, run.read_state(), evaluation, diagnostics, epochs, figures)
     shown_figures = {k: str(v) for k, v in figures.items()}
     path = run.write_report(text, key, shown_figures)

@@ -42,12 +42,15 @@ class SampleSet:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     sampler: str = ""
+    storage: str | None = None  # the sample's folder in output.storage (its URI), when it has one
     key: str = ""  # what it was made from (pipeline.stage_keys); '' for a sample written outside a run
     skipped: bool = False  # True when a re-run found this sample already made from the same inputs
 
     @property
     def dir(self) -> SampleDir:
-        return SampleDir(Path(self.path))
+        from pipeline.storage import Store
+
+        return SampleDir(Path(self.path), Store.open(self.storage) if self.storage else None)
 
     @classmethod
     def read(cls, where: SampleDir) -> SampleSet | None:
@@ -56,7 +59,8 @@ class SampleSet:
             return None
         m = where.read_manifest()
         return cls(str(where.path), m["chains"], m["draws_per_chain"], tuple(m["shape"]), where.read_diagnostics(),
-                   m.get("seconds", 0.0), m.get("sampler", ""), m.get("key", ""))
+                   m.get("seconds", 0.0), m.get("sampler", ""),
+                   where.store.uri if where.store is not None else None, m.get("key", ""))
 
     def load(self, limit: int | None = None) -> np.ndarray:
         """The draws, last draw of every chain first (:func:`load_samples`)."""
@@ -99,9 +103,10 @@ def _device(cfg: SampleConfig) -> str:
     return "cuda" if cfg.gpus_per_worker > 0 and torch.cuda.is_available() else "cpu"
 
 
-def run_block(model: nn.Module, sampler: Sampler, block: Block, cfg: SampleConfig, out_dir: str,
+def run_block(model: nn.Module, sampler: Sampler, block: Block, cfg: SampleConfig, out: SampleDir,
               data_shape: tuple[int, ...]) -> str:
-    """Run one block of chains; write ``block-NNNNN.npz`` (x: kept draws, energy: full trace)."""
+    """Run one block of chains; write ``block-NNNNN.npz`` (x: kept draws, energy: full trace) to
+    ``out``: its storage when it has one (from whichever node runs the block), else its directory."""
     device = _device(cfg)
     model = model.to(device)
     gen = block_generator(cfg.seed, block.index, device=device)
@@ -117,11 +122,11 @@ def run_block(model: nn.Module, sampler: Sampler, block: Block, cfg: SampleConfi
                 draws.append(x.reshape(block.n_chains, *data_shape))
     accepted = state.acceptance_rate()
     steps = sampler.step_sizes(state) if hasattr(sampler, "step_sizes") else None  # MALA/HMC: adapted
-    path = SampleDir(Path(out_dir)).write_block(  # x: (chains, draws, *data_shape)
+    path = out.write_block(  # x: (chains, draws, *data_shape)
         block.index, x=np.stack(draws, axis=1), energy=energy,
         acceptance=accepted.cpu().numpy() if accepted is not None else np.array([]),
         step_size=steps.cpu().numpy() if steps is not None else np.array([]), **_swap_counts(state))
-    return str(path)
+    return path
 
 
 def _swap_counts(state) -> dict[str, np.ndarray]:
@@ -132,7 +137,7 @@ def _swap_counts(state) -> dict[str, np.ndarray]:
     return {"swap_accepted": ex["swap_accepted"].cpu().numpy(), "swap_attempts": ex["swap_attempts"].cpu().numpy()}
 
 
-def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: str | Path,
+def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: str | Path | SampleDir,
                data_shape: tuple[int, ...], progress: Progress | None = None,
                ray_address: str | None = None, key: str = "") -> SampleSet:
     """Run all blocks (in-process when ``workers == 0``, else as Ray tasks) and write diagnostics.
@@ -142,7 +147,7 @@ def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: s
     validate(cfg)
     sampler = sampler.adapt_during(cfg.burn_in)  # MALA/HMC tune their step in burn-in only
     started = time.perf_counter()
-    out = SampleDir(Path(out_dir))
+    out = out_dir if isinstance(out_dir, SampleDir) else SampleDir(Path(out_dir))
     out.clear()
     blocks = blocks_of(cfg)
     total = cfg.chains * cfg.steps
@@ -156,12 +161,12 @@ def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: s
         if progress:
             progress({"kind": "sample", "done": done, "total": total})
 
-    fan_out(run_block, (model, sampler), [(b, cfg, str(out.path), shape) for b in blocks], cfg.workers,
+    fan_out(run_block, (model, sampler), [(b, cfg, out, shape) for b in blocks], cfg.workers,
             cfg.cpus_per_worker, cfg.gpus_per_worker, ray_address, "sample.workers", finished)
     out.clear_partial()  # temporary files of workers that died while writing
-    missing = [b.index for b in blocks if not out.block(b.index).exists()]
+    missing = [b.index for b in blocks if not out.has_block(b.index)]
     if missing:
-        raise UserError(f"sample: blocks {missing} were not written to {out.path}; re-run the stage")
+        raise UserError(f"sample: blocks {missing} were not written to {out.store or out.path}; re-run the stage")
     if not sampler.has_chains:
         diag = {"skipped": f"the {sampler.name} sampler draws independent samples: no chains, so no R-hat/ESS"}
         out.write_diagnostics(diag)
@@ -176,7 +181,8 @@ def run_chains(model: nn.Module, sampler: Sampler, cfg: SampleConfig, out_dir: s
         "chains_per_block": cfg.chains_per_block, "workers": cfg.workers, "shape": list(shape),
         "device": _device(cfg), "draws_per_chain": n_draws, "seconds": seconds,
         "chain_steps_per_sec": total / max(seconds, 1e-9), "key": key})
-    return SampleSet(str(out.path), cfg.chains, n_draws, shape, diag, seconds, name, key)
+    return SampleSet(str(out.path), cfg.chains, n_draws, shape, diag, seconds, name,
+                     out.store.uri if out.store is not None else None, key)
 
 
 def _diagnostics(out: SampleDir, blocks: list[Block], cfg: SampleConfig) -> dict[str, Any]:
@@ -211,17 +217,17 @@ def sample(run_dir: str | Path | RunDir, cfg: SampleConfig | None = None,
     from pipeline.stage_keys import stage_key
     from pipeline.trained import load_trained
 
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
-    trained = None if cfg is not None else load_trained(run.path)
+    run = RunDir.at(run_dir)
+    trained = None if cfg is not None else load_trained(run_dir)
     cfg = cfg or trained.cfg.sample
     key = stage_key(run, cfg)
     stored = SampleSet.read(run.samples) if reuse else None
     if stored is not None and stored.key == key:
         stored.skipped = True
         return stored
-    trained = trained or load_trained(run.path)
+    trained = trained or load_trained(run_dir)
     model, sampler = family_sampler(trained, cfg)
-    return run_chains(model, sampler, cfg, run.samples.path, trained.recipe.data.shape, progress,
+    return run_chains(model, sampler, cfg, trained.run_dir.samples, trained.recipe.data.shape, progress,
                       trained.cfg.resources.ray_address, key)
 
 
@@ -251,7 +257,7 @@ def _data_pool(trained, seed: int, limit: int = 10_000) -> torch.Tensor:
 def sample_dir_of(where: str | Path | RunDir | SampleDir) -> SampleDir:
     if isinstance(where, SampleDir):
         return where
-    return (where if isinstance(where, RunDir) else RunDir(Path(where))).samples
+    return RunDir.at(where).samples
 
 
 def load_samples(where: str | Path | RunDir | SampleDir, limit: int | None = None,

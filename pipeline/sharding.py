@@ -34,12 +34,17 @@ def num_batches(n: int, batch_size: int, world: int) -> int:
 
 
 def local_batches(n: int, batch_size: int, world: int, rank: int, seed: int, epoch: int,
-                  start: int = 0) -> Iterator[LocalBatch]:
-    """This worker's share of every global batch of ``epoch``, from global batch ``start`` on."""
+                  start: int = 0, batch_world: int | None = None) -> Iterator[LocalBatch]:
+    """This worker's share of every global batch of ``epoch``, from global batch ``start`` on.
+
+    ``batch_world`` (at least ``world``) is the world size whose trailing-batch rule decides the
+    batch count: an elastic run passes its largest size, so its global batches, and so its step
+    count, are the same whatever size it has when.
+    """
     if not 0 <= rank < world:
         raise ValueError(f"rank {rank} outside world of size {world}")
     order = epoch_permutation(n, seed, epoch)
-    for b in range(start, num_batches(n, batch_size, world)):
+    for b in range(start, num_batches(n, batch_size, max(world, batch_world or world))):
         glob = order[b * batch_size:(b + 1) * batch_size]
         mine = np.array_split(glob, world)[rank]
         yield LocalBatch(indices=np.sort(mine), weight=len(mine) * world / len(glob), index=b)

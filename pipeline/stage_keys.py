@@ -16,18 +16,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pipeline.atomic import digest_path
 from pipeline.rundir import RunDir
-
-
-def model_digest(run: RunDir) -> str:
-    """The sha256 of the run's exported model as recorded beside it ('' when there is none)."""
-    sidecar = digest_path(run.model_path)
-    return sidecar.read_text().split()[0] if sidecar.exists() else ""
 
 
 def stage_key(run: RunDir, section: BaseModel | None, *upstream: str | None) -> str:
     """The key of a stage of ``run`` configured by ``section`` that consumed the ``upstream`` keys."""
-    parts: list[Any] = [model_digest(run), section.model_dump(mode="json") if section is not None else None,
+    parts: list[Any] = [run.model_digest(), section.model_dump(mode="json") if section is not None else None,
                         list(upstream)]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

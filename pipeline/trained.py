@@ -8,6 +8,7 @@ from pathlib import Path
 from pipeline.atomic import load_torch, verify_digest
 from pipeline.config import RunConfig, validate_config
 from pipeline.data import DataShape, PreparedData, load_prepared
+from pipeline.data.meta import META
 from pipeline.errors import UserError
 from pipeline.recipes.base import Recipe, recipe_class
 from pipeline.rundir import RunDir
@@ -25,8 +26,8 @@ class TrainedModel:
 
 def load_trained(run_dir: str | Path | RunDir) -> TrainedModel:
     """Rebuild the recipe on the CPU from ``model.pt`` (modules in eval mode, training state restored)."""
-    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
-    path = run_dir.model_path
+    run_dir = RunDir.at(run_dir)
+    path = run_dir.local_model()  # fetched from output.storage when this machine has no copy
     if not path.exists():
         raise UserError(f"run: {run_dir} has no {path.name}; train it first (boltzgan train PRESET) "
                         f"or pass the directory of a finished run")
@@ -40,9 +41,25 @@ def load_trained(run_dir: str | Path | RunDir) -> TrainedModel:
         recipe.modules[name].load_state_dict(state)
         recipe.modules[name].eval()
     recipe.load_state_dict(blob.get("state", {}))
-    data_path = run_dir.data_path()
-    data = load_prepared(data_path) if data_path else None
+    data = prepared_data_of(run_dir)
     return TrainedModel(cfg, recipe, data, blob["epoch"], blob["step"], run_dir)
+
+
+def prepared_data_of(run_dir: RunDir) -> PreparedData | None:
+    """The run's prepared data: the recorded local directory when this machine has it, else the
+    copy in output.storage through this node's cache (None when the run records no data)."""
+    ref = run_dir.data_ref()
+    if ref is None:
+        return None
+    stored = ref.get("stored")
+    if stored and run_dir.store is not None and not Path(ref["path"], META).is_file():
+        from pipeline.data import mirror
+        from pipeline.rundir import run_store
+
+        root = run_store(run_dir.read_config())
+        if root is not None:
+            return mirror.fetch(root, stored, ref["meta"]["fingerprint"])
+    return load_prepared(ref["path"])
 
 
 def load_model_file(path: Path) -> dict:

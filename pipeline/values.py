@@ -138,3 +138,29 @@ def check_ray_address(value: str | None) -> str | None:
         raise _bad("is not a Ray address; use auto, HOST:PORT of the head's GCS (e.g. 10.0.0.5:6379) or "
                    "ray://HOST:PORT (Ray Client, e.g. ray://head:10001)")
     return value
+
+
+_RANGE = re.compile(r"^\s*([0-9]+)\s*\.\.\s*([0-9]+)\s*$")
+
+
+def check_worker_range(value: Any, key: str) -> int | str:
+    """``resources.num_workers``: a count N (0 = in-process) or an elastic range ``MIN..MAX``
+    (normalised to ``"MIN..MAX"``; ``N..N`` is the count N)."""
+    fix = f"write a worker count (e.g. {key}=2) or an elastic range MIN..MAX with 1 <= MIN < MAX (e.g. {key}=1..4)"
+    if isinstance(value, bool):
+        raise _bad(f"{key}={value!r} is a boolean, not a worker count; {fix}")
+    if isinstance(value, int):
+        if value < 0:
+            raise _bad(f"{key}={value} is negative; {fix}")
+        return value
+    if isinstance(value, str):
+        if value.strip().isdigit():
+            return int(value)
+        m = _RANGE.match(value)
+        if m is None:
+            raise _bad(f"{key}={shown(value)} is neither a count nor a range; {fix}")
+        low, high = int(m.group(1)), int(m.group(2))
+        if low < 1 or high < low:
+            raise _bad(f"{key}={shown(value)} is not a range with 1 <= MIN <= MAX; {fix}")
+        return low if low == high else f"{low}..{high}"
+    raise _bad(f"{key}={shown(value)} is not a worker count; {fix}")

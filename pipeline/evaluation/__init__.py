@@ -91,8 +91,8 @@ def evaluate(run_dir: str | Path | RunDir, cfg: EvaluateConfig | None = None,
     from pipeline.stage_keys import stage_key
     from pipeline.trained import load_trained
 
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
-    trained = None if cfg is not None else load_trained(run.path)
+    run = RunDir.at(run_dir)
+    trained = None if cfg is not None else load_trained(run_dir)
     cfg = cfg or trained.cfg.evaluate
     if reuse:
         used = samples if samples is not None else SampleSet.read(run.samples)
@@ -100,7 +100,7 @@ def evaluate(run_dir: str | Path | RunDir, cfg: EvaluateConfig | None = None,
         if used is not None and stored is not None and stored.key == stage_key(run, cfg, used.key):
             stored.skipped = True
             return stored
-    trained = trained or load_trained(run.path)
+    trained = trained or load_trained(run_dir)
     x, long_run, origin = _samples(trained, samples, cfg.num_samples)
     model_rows: list[MetricResult] = []
     if len(trained.recipe.data.shape) == 1:
@@ -280,6 +280,7 @@ def _toy_density(trained: TrainedModel) -> list[MetricResult]:
     with atomic.atomic_path(density_path(trained.run_dir)) as tmp, tmp.open("wb") as f:
         np.savez(f, xs=grid.xs[::stride].numpy(), ys=grid.ys[::stride].numpy(),
                  log_p=grid.log_p[::stride, ::stride].numpy(), log_z=grid.log_z)
+    trained.run_dir.publish(density_path(trained.run_dir))  # to output.storage, when the run has one
     if not source.startswith("toy:"):
         return []
     kl = kl_data_model(source.split(":", 1)[1], recipe.modules["model"].eval(), grid)

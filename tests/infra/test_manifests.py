@@ -241,3 +241,69 @@ def test_no_plaintext_secrets_and_nothing_exposed_without_auth():
         spec = doc["spec"] if doc["kind"] == "RayCluster" else doc["spec"]["rayClusterSpec"]
         assert spec["authOptions"]["mode"] == "token"
         assert spec["headGroupSpec"]["rayStartParams"].get("dashboard-host") != "0.0.0.0"
+
+
+# ------------------------------------------------------------------ the storage contract (issue 20)
+STORAGE_SECRET = "boltzgan-storage"
+
+
+def _pod_containers() -> dict[str, list[dict]]:
+    """Every container of every pod template in infra/kuberay and the Prefect k8s worker."""
+    out = {}
+    for rel in ("infra/kuberay/raycluster.yaml", "infra/kuberay/rayjob.yaml"):
+        doc = _load(rel)
+        spec = doc["spec"] if doc["kind"] == "RayCluster" else doc["spec"]["rayClusterSpec"]
+        templates = [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
+        out[rel] = [c for t in templates for c in t["spec"]["containers"]]
+    out["infra/prefect/worker-k8s.yaml"] = [_k8s_worker()]
+    return out
+
+
+def test_every_pod_gets_the_storage_credentials_from_the_secret():
+    """Pods share only object storage: each one (head, workers, Prefect worker) needs its credentials,
+    from a Kubernetes Secret, never as literal values."""
+    for rel, containers in _pod_containers().items():
+        for c in containers:
+            refs = [e.get("secretRef", {}).get("name") for e in c.get("envFrom", [])]
+            assert STORAGE_SECRET in refs, f"{rel}: container {c['name']} lacks envFrom secretRef {STORAGE_SECRET}"
+            literal = {e["name"] for e in c.get("env", []) if "value" in e}
+            assert not literal & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, rel
+
+
+def test_cluster_runs_put_output_storage_in_object_storage():
+    from pipeline.config import load_config
+    from pipeline.storage import is_object_store
+
+    import shlex
+
+    words = shlex.split(_load("infra/kuberay/rayjob.yaml")["spec"]["entrypoint"])
+    overrides = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    runs = [load_config(words[2], overrides)]
+    doc = _load("prefect.yaml")
+    runs += [load_config(d["parameters"]["preset"], d["parameters"]["overrides"]) for d in doc["deployments"]
+             if d["work_pool"]["name"] == "boltzgan-k8s"]
+    for cfg in runs:
+        assert is_object_store(cfg.output.storage), cfg.name
+
+
+def test_the_rayjobs_elastic_range_fits_its_worker_group():
+    """num_workers=MIN..MAX: MIN GPUs must exist at start (minReplicas), MAX may join (maxReplicas)."""
+    import shlex
+
+    from pipeline.config import load_config
+
+    doc = _load("infra/kuberay/rayjob.yaml")
+    words = shlex.split(doc["spec"]["entrypoint"])
+    cfg = load_config(words[2], [words[i + 1] for i, w in enumerate(words) if w == "--set"])
+    low, high = cfg.resources.worker_range
+    (group,) = doc["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    assert cfg.resources.elastic and group["minReplicas"] >= low and group["maxReplicas"] >= high
+
+
+def test_readme_states_the_storage_contract_as_infra_implements_it():
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Cluster storage"):]
+    section = section[: section.index("\n## ")] if "\n## " in section else section
+    for needed in ("output.storage", "object storage", STORAGE_SECRET, "storage_options", "AWS_ENDPOINT_URL",
+                   "num_workers", ".."):
+        assert needed in section, needed

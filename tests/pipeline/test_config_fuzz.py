@@ -52,6 +52,8 @@ bad_overrides = st.one_of(
     st.builds(_case, st.sampled_from(["name", "output.run_name"]), BAD_NAMES),
     st.builds(_case, st.just("output.storage"), BAD_TEXT | st.sampled_from(
         ["ftp://host/x", "http://x/y", "az://c/x", "s3://", "gs://", "sftp://h/p", "s3:/bucket", "smb://h/s"])),
+    st.builds(_case, st.just("resources.num_workers"), BAD_TEXT | st.sampled_from(
+        ["0..2", "3..1", "1-2", "two", "-1", "1..", "..2", "1...2", "true", "1.5", "[1, 2]", "1..2..3"])),
     st.builds(_case, st.just("resources.ray_address"), BAD_TEXT | st.sampled_from(
         ["foo", "host:", ":6379", "host:0", "host:70000", "ray://", "http://h:8265", "h:p", "1.2.3.4:-1"])),
     st.builds(_case, st.sampled_from(["train", "data", "sample"]).map(lambda s: s + ".")
