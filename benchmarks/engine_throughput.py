@@ -180,12 +180,20 @@ def rbm(data, root: Path, name: str, batch: int, workers: int, cpus: float, epoc
 
 # ================================================================================ sections
 
+def repeated(args, *peers: Callable[[int], float]) -> list[float]:
+    """Each peer's median over ``--repeats`` rounds, the peers interleaved within a round: this VM's
+    speed drifts by tens of percent over minutes (its measured GEMM rate ranged 64-112 GFLOP/s in
+    one afternoon), so a peer measured minutes after another would compare the drift, not the code."""
+    rounds = [[peer(r) for peer in peers] for r in range(args.repeats)]
+    return [float(np.median([row[i] for row in rounds])) for i in range(len(peers))]
+
+
 def section_rbm(args, binary, x: np.ndarray, root: Path) -> list[Row]:
     s = "1. RBM CD-1 784-500, batch 100"
-    plain = plain_cd1(x, 100, args.epochs)
-    sk = sklearn_rbm(x, 100, args.epochs)
-    local = rbm(binary, root, "rbm-local", 100, 0, 2, args.epochs)
-    one = rbm(binary, root, "rbm-1w2c", 100, 1, 2, args.epochs)
+    plain, sk, local, one = repeated(
+        args, lambda r: plain_cd1(x, 100, args.epochs), lambda r: sklearn_rbm(x, 100, args.epochs),
+        lambda r: rbm(binary, root, f"rbm-local-{r}", 100, 0, 2, args.epochs),
+        lambda r: rbm(binary, root, f"rbm-1w2c-{r}", 100, 1, 2, args.epochs))
     return [Row(s, f"plain PyTorch CD-1 loop ({args.threads} threads)", plain),
             Row(s, "scikit-learn BernoulliRBM", sk),
             Row(s, "engine in-process (num_workers=0)", local, target=f"≥ 0.95× plain ({local / plain:.2f}×)",
@@ -198,8 +206,8 @@ def section_rbm(args, binary, x: np.ndarray, root: Path) -> list[Row]:
 
 def section_scaling(args, binary, root: Path) -> list[Row]:
     s = "2. RBM CD-1 784-500, batch 1000"
-    one = rbm(binary, root, "rbm-b1000-1w", 1000, 1, 1, args.epochs)
-    two = rbm(binary, root, "rbm-b1000-2w", 1000, 2, 1, args.epochs)
+    one, two = repeated(args, lambda r: rbm(binary, root, f"rbm-b1000-1w-{r}", 1000, 1, 1, args.epochs),
+                        lambda r: rbm(binary, root, f"rbm-b1000-2w-{r}", 1000, 2, 1, args.epochs))
     return [Row(s, "engine, 1 Ray worker × 1 CPU", one),
             Row(s, "engine, 2 Ray workers × 1 CPU", two,
                 target=f"≥ 1.7× one worker ({two / one:.2f}×, efficiency {two / one / 2:.0%})", ok=two >= 1.7 * one)]
@@ -207,10 +215,10 @@ def section_scaling(args, binary, root: Path) -> list[Row]:
 
 def section_gan(args, images, root: Path) -> list[Row]:
     s = "3. DCGAN (dcgan-fashion), batch 64"
-    plain = plain_gan_loop(images, args.gan_steps)
     batch = 64
-    eng = engine_rate("dcgan-fashion", images, root, "dcgan", [
-        "resources.num_workers=0", f"train.max_steps={args.gan_steps}", "train.epochs=1"]) / batch
+    plain, eng = repeated(args, lambda r: plain_gan_loop(images, args.gan_steps), lambda r: engine_rate(
+        "dcgan-fashion", images, root, f"dcgan-{r}",
+        ["resources.num_workers=0", f"train.max_steps={args.gan_steps}", "train.epochs=1"]) / batch)
     return [Row(s, "plain loop, same G/D, loss, optimisers", plain, "D steps/s"),
             Row(s, "engine in-process (num_workers=0)", eng, "D steps/s",
                 target=f"≥ 0.95× plain ({eng / plain:.2f}×)", ok=eng >= 0.95 * plain)]
@@ -344,6 +352,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N training images only (smoke runs)")
     ap.add_argument("--gan-steps", type=int, default=300)
     ap.add_argument("--preset-steps", type=int, default=600, help="steps of pcd-fashion (DBM ÷5, EBM ÷20)")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of sections 1-3 (each row: the median)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of this process and its peers")
     ap.add_argument("--only", nargs="+", choices=SECTIONS,
                     default=["rbm", "scaling", "gan", "presets", "compile", "gpu"],
@@ -398,7 +407,7 @@ def main() -> None:
             rows += run[key]()
     commit = subprocess.run(["git", "-C", str(args.repo), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
-    print(f"\nboltzgan {commit}: {len(x):,} training images, RBM rows {args.epochs} epoch(s), torch "
+    print(f"\nboltzgan {commit}: {len(x):,} training images, RBM rows {args.epochs} epoch(s), sections 1-3 the median of {args.repeats} interleaved rounds, torch "
           f"{torch.__version__}, {args.threads} threads for the peers, {os.cpu_count()} CPUs; fp32 GEMM rate "
           f"{gemm_rate() / 1e9:.1f} GFLOP/s\n")
     print("| section | implementation | rate | target | result |")
