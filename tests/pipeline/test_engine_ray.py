@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import ray
 import torch
@@ -18,6 +15,7 @@ from pipeline.data import prepare
 from pipeline.engine import train
 from pipeline.rundir import RunDir
 from pipeline.trained import load_trained
+from tests.ray_workers import kill_a_train_worker
 
 pytestmark = pytest.mark.ray
 
@@ -60,17 +58,8 @@ def test_two_workers_take_the_same_steps_as_one(tmp_path, digits, fresh_ray, pat
 def _kill_one_worker_after_checkpoint(run_dir: Path, killed: list[int]) -> None:
     deadline = time.time() + 120
     while time.time() < deadline and not killed:
-        if len(list(run_dir.glob("checkpoint_*"))) >= 2:
-            # only this test's own Ray (its raylet is our descendant): never another run's workers
-            for proc in psutil.Process(os.getpid()).children(recursive=True):
-                try:
-                    cmdline = " ".join(proc.cmdline())
-                except psutil.Error:
-                    continue
-                if "RayTrainWorker" in cmdline:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    killed.append(proc.pid)
-                    return
+        if len(list(run_dir.glob("checkpoint_*"))) >= 2 and kill_a_train_worker(killed):
+            return
         time.sleep(0.05)
 
 

@@ -4,15 +4,12 @@ deleted before the workers start and between the stages (so no node can read the
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 import ray
 
@@ -26,6 +23,7 @@ from pipeline.rundir import RunDir, data_dir, run_store, storage_of, stored_data
 from pipeline.sampling import load_samples, sample
 from pipeline.trained import load_trained
 from tests.s3_server import s3_server
+from tests.ray_workers import kill_a_train_worker
 
 pytestmark = [pytest.mark.ray, pytest.mark.s3, pytest.mark.timeout(360)]  # well inside CI's budget, never a hang
 
@@ -67,16 +65,8 @@ def _kill_a_worker_after_a_checkpoint(cfg, killed: list[int]) -> None:
     """SIGKILL one Ray Train worker once a checkpoint is in S3 (only this test's own Ray)."""
     deadline = time.time() + 150
     while time.time() < deadline and not killed:
-        if list_checkpoints(storage_of(cfg), cfg.run_name):
-            for proc in psutil.Process(os.getpid()).children(recursive=True):
-                try:
-                    cmdline = " ".join(proc.cmdline())
-                except psutil.Error:
-                    continue
-                if "RayTrainWorker" in cmdline:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    killed.append(proc.pid)
-                    return
+        if list_checkpoints(storage_of(cfg), cfg.run_name) and kill_a_train_worker(killed):
+            return
         time.sleep(0.1)
 
 
