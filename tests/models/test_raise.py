@@ -16,12 +16,7 @@ from models.dbm import DBM
 from models.rbm import RBM, all_binary_states
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: threads only add contention on a shared machine
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _exact_samples(log_p_star: torch.Tensor, states: torch.Tensor, n: int, seed: int = 1) -> torch.Tensor:

@@ -12,12 +12,7 @@ from models.rbm import RBM, all_binary_states
 from models.samplers.tempering import ParallelTemperingSampler, ladder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tv_to_exact(x: torch.Tensor, log_p_star: torch.Tensor) -> float:

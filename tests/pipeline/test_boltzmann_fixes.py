@@ -16,12 +16,7 @@ from pipeline.config import load_config
 from pipeline.recipes.base import Batch, DataShape, recipe_class
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _recipe(model: dict, dim: int = 6, binary: bool = True):

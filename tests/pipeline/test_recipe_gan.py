@@ -16,13 +16,7 @@ from pipeline.recipes.gan import GANRecipe
 TOY = DataShape(shape=(2,), value_range=(-1.5, 1.5), binary=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: intra-op threads only add contention on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _recipe(*overrides: str, shape: DataShape = TOY, preset: str | None = None) -> GANRecipe:
