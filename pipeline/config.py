@@ -118,6 +118,9 @@ class TrainConfig(Section):
     batch_size: int = Field(100, gt=0, description="global batch size, split across workers")
     optimizer: Literal["sgd", "adam", "rmsprop"] = "sgd"
     lr: float = Field(0.01, gt=0)
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="the rate over the run's steps: constant, or decayed towards 0 by the last "
+                                "step (linear, cosine); see pipeline/lr_schedule.py")
     momentum: float = Field(0.0, ge=0, lt=1)
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0)

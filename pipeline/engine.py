@@ -27,6 +27,7 @@ from pipeline.config import RunConfig, validate_config
 from pipeline.data import PreparedData, load_prepared, mirror, open_split
 from pipeline.errors import TrainingDiverged, UnsafeFileError, UserError
 from pipeline.feed import Feed, open_feed
+from pipeline.lr_schedule import apply_lr
 from pipeline.meter import StepMeter
 from pipeline.recipes.base import Batch, Recipe, recipe_class
 from pipeline.rundir import METRICS_LOG, MODEL_FILE, RunDir, run_store, storage_of, stored_data_name
@@ -535,6 +536,7 @@ def _run_epoch(recipe: Recipe, accelerator: Any, ctx: _Context, feed: Feed, epoc
     for x, lb in feed.epoch(epoch, start):
         log = _logging_step(step + 1, lb.index, ctx)
         batch = Batch(x=x, y=None, weight=lb.weight, step=step, epoch=epoch, log=log)
+        apply_lr(recipe.optimizers.values(), cfg.train.lr_schedule, step, ctx.total_steps)
         try:
             with step_context():
                 meter.add(recipe.train_step(batch))
@@ -661,6 +663,12 @@ def _report(recipe: Recipe, accelerator: Any, epoch: int, step: int, metrics: di
             checkpointing: bool, board: Any, ctx: _Context) -> None:
     """Checkpoint (rank 0 writes, all ranks report) and publish the epoch's metrics.
 
+    Ray Train hears only from epochs that checkpoint: its report waits for the controller to take
+    the previous one from a queue of size one, and the controller looks every 2 s
+    (``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``), so a report per epoch made every epoch shorter than
+    that last 2 s (the demo's 0.2-s epochs took 2.0 s each). The driver gets every epoch's metrics
+    from the progress board instead. All ranks take the same branch, as Ray's barrier requires.
+
     For object storage the upload is asynchronous (:func:`checkpoint_upload_mode`): Ray Train
     uploads the directory in the background and deletes it afterwards, so it is not a
     ``TemporaryDirectory`` that would vanish when this function returns.
@@ -688,7 +696,8 @@ def _report(recipe: Recipe, accelerator: Any, epoch: int, step: int, metrics: di
             board.push.remote({"kind": "epoch", "epoch": epoch, "step": step, "total": ctx.total_steps,
                                "metrics": metrics, "checkpoint": checkpointing})
         if ckpt is None:
-            ray.train.report({"epoch": epoch, "step": step, **metrics}, checkpoint=None)
+            if checkpointing:  # in-process: the checkpoint is persisted above; Ray only hears the metrics
+                ray.train.report({"epoch": epoch, "step": step, **metrics}, checkpoint=None)
         else:
             ray.train.report({"epoch": epoch, "step": step, **metrics}, checkpoint=ckpt, checkpoint_upload_mode=mode,
                              delete_local_checkpoint_after_upload=True)

@@ -21,6 +21,7 @@ from models.samplers.hmc import HMCSampler
 from models.samplers.langevin import LangevinSampler, MALASampler
 from pipeline.config import ModelConfig, SampleConfig, register_model_config
 from pipeline.errors import ConfigError
+from pipeline.lr_schedule import rescale_base_lr
 from pipeline.recipes.base import Batch, register_recipe
 from pipeline.recipes.energy import EnergyRecipe
 from pipeline.recipes.likelihood import AISRunner, LikelihoodResult, ais_report, in_process_runner
@@ -138,7 +139,7 @@ class EBMRecipe(EnergyRecipe):
         lrs = iter(self.base_lrs or [])
         for opt in self.optimizers.values():
             for group in opt.param_groups:
-                group["lr"] = next(lrs, group["lr"]) * factor
+                rescale_base_lr(group, next(lrs, group["lr"]) * factor)
         self.gen.manual_seed(self.rank_seed(stream=attempt))
 
     @torch.no_grad()
