@@ -695,13 +695,11 @@ def _report(recipe: Recipe, accelerator: Any, epoch: int, step: int, metrics: di
         if ctx.rank == 0:
             board.push.remote({"kind": "epoch", "epoch": epoch, "step": step, "total": ctx.total_steps,
                                "metrics": metrics, "checkpoint": checkpointing})
-        if ckpt is None:
-            if checkpointing:  # in-process: the checkpoint is persisted above; Ray only hears the metrics
-                ray.train.report({"epoch": epoch, "step": step, **metrics}, checkpoint=None)
-        else:
-            ray.train.report({"epoch": epoch, "step": step, **metrics}, checkpoint=ckpt, checkpoint_upload_mode=mode,
-                             delete_local_checkpoint_after_upload=True)
-            handed_over = True
+        if checkpointing:  # ckpt is None on ranks > 0 and in-process (persisted above)
+            upload = {} if ckpt is None else {"checkpoint_upload_mode": mode,
+                                              "delete_local_checkpoint_after_upload": True}
+            ray.train.report({"epoch": epoch, "step": step, **metrics}, checkpoint=ckpt, **upload)
+            handed_over = ckpt is not None
     finally:
         if not handed_over:
             shutil.rmtree(tmp, ignore_errors=True)
