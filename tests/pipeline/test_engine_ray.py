@@ -43,11 +43,15 @@ DATA_PATHS = pytest.mark.parametrize("path", ["resources.data_in_memory_mb=2048"
 
 
 @DATA_PATHS
-def test_two_workers_take_the_same_steps_as_one(tmp_path, digits, fresh_ray, path):
-    """Same global batches + loss weights ⇒ DDP's averaged update equals the single-process one."""
+def test_two_workers_take_the_same_steps_as_one(tmp_path, digits, fresh_ray, path, capfd):
+    """Same global batches + loss weights ⇒ DDP's averaged update equals the single-process one.
+    And Ray Train's start-up INFO lines (relayed by Ray's log monitor) stay out of the terminal."""
     one = train(_cfg(tmp_path / "one", "resources.num_workers=0", path), digits)
     events = []
     two = train(_cfg(tmp_path / "two", "resources.num_workers=2", path), digits, progress=events.append)
+    shown = "".join(capfd.readouterr())
+    for noise in ("Started training worker group", "Requesting resources", "Setting up process group"):
+        assert noise not in shown
     assert sorted(e["rank"] for e in events if e["kind"] == "worker") == [0, 1]
     assert one.steps == two.steps == 8
     w1, w2 = _weights(one.run_dir), _weights(two.run_dir)
