@@ -34,8 +34,12 @@ PRESETS = ["ebm-fashion", "ebm-shortrun-fashion"]
 
 
 def chains(recipe, n: int, long_steps: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """(short-run, long-run) samples from the same noise starts, and the sampling wall-clock."""
-    model, sampler = recipe.sampler()
+    """(short-run, long-run) samples from the same noise starts, and the sampling wall-clock.
+
+    ``init="noise"`` is explicit: the recipe's default for a model trained with a replay buffer is
+    the buffer, and these columns are meant to show the dynamics from uniform noise (before
+    2026-12-08 they inherited the default and so started from buffer rows)."""
+    model, sampler = recipe.sampler(init="noise")
     k = recipe.mcfg.langevin_steps
     gen = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
@@ -51,12 +55,13 @@ def chains(recipe, n: int, long_steps: int, seed: int) -> tuple[torch.Tensor, to
 
 
 def buffer_long_run(recipe, n: int, steps: int, seed: int) -> torch.Tensor:
-    """``n`` chains started from the replay buffer, after ``steps`` more Langevin steps."""
+    """The buffer column's ``n`` entries (the latest chain end points), after ``steps`` more Langevin steps."""
     model, sampler = recipe.sampler(init="buffer")
     gen = torch.Generator().manual_seed(seed)
+    starts = recipe.buffer.latest(n)
     out = []
-    for size in [min(250, n - i) for i in range(0, n, 250)]:
-        state = sampler.step(model, sampler.init(model, size, gen), steps, gen)
+    for i in range(0, n, 250):
+        state = sampler.step(model, sampler.from_points(model, starts[i:i + 250]), steps, gen)
         out.append(sampler.to_data(model, state))
     return torch.cat(out).reshape(n, *recipe.data.shape)
 
