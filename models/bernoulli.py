@@ -15,4 +15,4 @@ from torch import Tensor
 def bernoulli(p: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """A 0/1 tensor of p's dtype and device with P(1) = p elementwise."""
     u = torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype)
-    return u.lt_(p)  # in place: no boolean tensor and no second pass to convert it (same draws)
+    return u.lt_(p.detach())  # in place: no boolean tensor, no conversion pass (same draws); never a graph

@@ -183,7 +183,7 @@ def _fit(trainer: Any) -> Any:
 
 
 def _make_trainer(cfg: RunConfig, data: PreparedData, resume: bool, board: Any) -> Any:
-    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig as RayRunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig as RayRunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     res = cfg.resources
@@ -199,14 +199,23 @@ def _make_trainer(cfg: RunConfig, data: PreparedData, resume: bool, board: Any) 
         **_ray_storage(cfg),
         failure_config=FailureConfig(max_failures=res.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
-        # Ray Train's INFO lines (requesting resources, starting the worker group, the process
-        # group's rendezvous) reach the console at every start; the driver prints its own
-        # "worker i/n on node" lines. Warnings still print; Ray's log files keep every level.
-        logging_config=LoggingConfig(log_level="WARNING"),
+        **_quiet_train_logs(),
     )
     loop_config = {"cfg": cfg.model_dump(mode="json"), "data": _data_for_workers(cfg, data), "resume": resume,
                    "board": board, "storage": storage_of(cfg)}
     return TorchTrainer(worker_loop, train_loop_config=loop_config, scaling_config=scaling, run_config=run_config)
+
+
+def _quiet_train_logs() -> dict[str, Any]:
+    """Ray Train's INFO lines (requesting resources, starting the worker group, the process group's
+    rendezvous) reach the console at every start, and the driver prints its own "worker i/n on node"
+    lines: show Ray Train's warnings only (its log files keep every level). ``LoggingConfig`` is
+    newer than some Ray releases ``ray[train]>=2.50`` admits; there the lines stay."""
+    try:
+        from ray.train import LoggingConfig
+    except ImportError:
+        return {}
+    return {"logging_config": LoggingConfig(log_level="WARNING")}
 
 
 def _ray_storage(cfg: RunConfig) -> dict[str, Any]:

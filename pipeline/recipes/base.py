@@ -253,7 +253,7 @@ class Recipe(ABC):
         one all-reduce without gathering the pieces first (a copy of every gradient per step)."""
         size = sum(p.numel() for p in params)
         flat = self._grad_buffers.get(name)
-        if flat is None or flat.numel() != size or flat.device != params[0].device:
+        if flat is None or flat.numel() != size or flat.device != params[0].device or flat.dtype != params[0].dtype:
             flat = self._grad_buffers[name] = torch.empty(size, device=params[0].device, dtype=params[0].dtype)
         views, offset = [], 0
         for p in params:

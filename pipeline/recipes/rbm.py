@@ -155,7 +155,8 @@ class RBMRecipe(EnergyRecipe):
             torch.mm(v1.T, ph1, out=gW).addmm_(v0.T, ph0, beta=1.0 / n1, alpha=-1.0 / n0)
             torch.sub(v1.mean(0), v0.mean(0), out=gb)
             torch.sub(ph1.mean(0), ph0.mean(0), out=gc)
-            # the free energies are diagnostics the update does not need: logging steps only
+            # the free energies are diagnostics the update does not need: logging steps only, so
+            # their epoch means are means over those steps (every log_every-th and the epoch's last)
             metrics: dict[str, Tensor | float] = {}
             if batch.log:
                 e_pos = (-(v0 @ rbm.b) - F.softplus(a0).sum(-1)).mean()
