@@ -58,7 +58,8 @@ def buffer_long_run(recipe, n: int, steps: int, seed: int) -> torch.Tensor:
     """The buffer column's ``n`` entries (the latest chain end points), after ``steps`` more Langevin steps."""
     model, sampler = recipe.sampler(init="buffer")
     gen = torch.Generator().manual_seed(seed)
-    starts = recipe.buffer.latest(n)
+    starts = recipe.buffer.latest(n)  # at most the buffer's capacity
+    n = len(starts)
     out = []
     for i in range(0, n, 250):
         state = sampler.step(model, sampler.from_points(model, starts[i:i + 250]), steps, gen)
