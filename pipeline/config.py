@@ -241,6 +241,10 @@ class ResourcesConfig(Section):
         2048, ge=0, description="a training split up to this size is loaded once into one tensor on each "
                                 "worker's device (GPU memory with use_gpu); larger ones are memory-mapped "
                                 "and read ahead by a thread; 0 = always memory-mapped")
+    yield_cores: bool = Field(
+        True, description="a Ray worker with several CPU threads runs fewer while other processes share its "
+                          "cores (measured by its threads' run-queue wait) and takes them back when they are "
+                          "free: OpenMP's barriers make a shared core stall every thread (pipeline/cores.py)")
 
     elastic_resize_interval_s: float = Field(
         60.0, ge=0, description="elastic runs (num_workers=MIN..MAX): how often Ray Train looks for room to grow "

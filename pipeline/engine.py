@@ -24,6 +24,7 @@ import torch
 from pipeline import atomic as artifacts
 from pipeline.checkpoints import latest_valid, list_checkpoints, persist_checkpoint, write_manifest
 from pipeline.config import RunConfig, validate_config
+from pipeline.cores import ThreadGovernor
 from pipeline.data import PreparedData, load_prepared, mirror, open_split
 from pipeline.errors import TrainingDiverged, UnsafeFileError, UserError
 from pipeline.feed import Feed, open_feed
@@ -420,6 +421,7 @@ class _Context:
     total_steps: int
     storage: str
     local: bool
+    cores: ThreadGovernor | None = None  # a Ray worker's thread count under contention (pipeline/cores.py)
 
 
 def worker_loop(config: dict[str, Any]) -> None:
@@ -459,7 +461,8 @@ def worker_loop(config: dict[str, Any]) -> None:
     total = per_epoch * cfg.train.epochs
     if cfg.train.max_steps:
         total = min(total, cfg.train.max_steps)
-    ctx = _Context(cfg, rank, world, n, per_epoch, total, config["storage"], cfg.resources.in_process)
+    ctx = _Context(cfg, rank, world, n, per_epoch, total, config["storage"], cfg.resources.in_process,
+                   _governor(cfg))
     epoch, step = _restore(accelerator, recipe, cfg, config)
     feed = open_feed(train_x, cfg.train.batch_size, world, rank, cfg.train.seed, recipe.data.shape,
                      accelerator.device, cfg.resources.data_in_memory_mb, batch_world)
@@ -558,6 +561,8 @@ def _run_epoch(recipe: Recipe, accelerator: Any, ctx: _Context, feed: Feed, epoc
         except TrainingDiverged as exc:  # a recipe's own guard, raised after its optimiser step
             meter.fail(str(exc))
         step += 1
+        if ctx.cores is not None:
+            ctx.cores.tick()
         examples += len(lb.indices) * ctx.world
         if log:
             reading = _check(meter.read(reduce), step, epoch, ctx)
@@ -600,6 +605,17 @@ def _own_cores(cfg: RunConfig) -> None:
     torch's default, which is all cores of the machine, as a plain script would."""
     if not cfg.resources.in_process:
         torch.set_num_threads(max(1, math.floor(cfg.resources.cpus_per_worker)))
+
+
+def _governor(cfg: RunConfig) -> ThreadGovernor | None:
+    """``resources.yield_cores``: a Ray worker with several threads gives some back while another
+    process shares its cores (pipeline/cores.py). Not in-process (a plain script's behaviour) and
+    not on GPUs (the host threads only feed the device there)."""
+    res = cfg.resources
+    if res.in_process or res.use_gpu or not res.yield_cores:
+        return None
+    governor = ThreadGovernor(torch.get_num_threads(), torch.set_num_threads)
+    return governor if governor.active else None
 
 
 def _compile(recipe: Recipe) -> None:
