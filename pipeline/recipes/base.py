@@ -20,6 +20,7 @@ never one of its methods, because DistributedDataParallel synchronises gradients
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -93,6 +94,7 @@ class Recipe(ABC):
         self.accelerator: Any = None
         self.device = torch.device("cpu")
         self._grad_buffers: dict[str, Tensor] = {}  # flat gradients of closed-form steps (gradient_views)
+        self._reducers: dict[str, Callable[[Tensor], None]] = {}  # their sum over the workers, per buffer
 
     # ------------------------------------------------------------------ what a family defines
     @abstractmethod
@@ -255,6 +257,7 @@ class Recipe(ABC):
         flat = self._grad_buffers.get(name)
         if flat is None or flat.numel() != size or flat.device != params[0].device or flat.dtype != params[0].dtype:
             flat = self._grad_buffers[name] = torch.empty(size, device=params[0].device, dtype=params[0].dtype)
+            self._reducers.pop(name, None)  # sized for the old buffer
         views, offset = [], 0
         for p in params:
             view = flat[offset:offset + p.numel()].view_as(p)
@@ -268,7 +271,7 @@ class Recipe(ABC):
         :meth:`gradient_views` (each the gradient of this worker's mean loss): scaled by
         ``batch.weight`` and averaged over the workers exactly as DDP averages a backward's (the
         scale and the 1/world of the mean folded into one pass, then one in-place all-reduce of the
-        flat buffer), then clipped and stepped like :meth:`optimize`. For recipes whose gradient
+        flat buffer, through shared memory among workers on one machine), then clipped and stepped like :meth:`optimize`. For recipes whose gradient
         needs no autograd graph (the RBM's CD update); only without gradient accumulation
         (:meth:`closed_form_allowed`)."""
         opt = self.optimizers[name]
@@ -277,8 +280,12 @@ class Recipe(ABC):
         scale = batch.weight / world
         if scale != 1.0:
             flat.mul_(scale)
-        if world > 1:
-            torch.distributed.all_reduce(flat)
+        if world > 1:  # through shared memory when every worker is on this machine (pipeline/node_reduce.py)
+            if name not in self._reducers:
+                from pipeline.node_reduce import group_all_reduce
+
+                self._reducers[name] = group_all_reduce(flat)
+            self._reducers[name](flat)
         clip = self.cfg.train.grad_clip
         if clip is not None:
             torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], clip)
