@@ -11,7 +11,6 @@ unwrapped (with WGAN-GP, a double backward through the DDP-wrapped critic).
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
@@ -19,6 +18,7 @@ import torch.multiprocessing as mp
 
 from pipeline.config import load_config
 from pipeline.recipes.base import Batch, DataShape, recipe_class
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow  # two processes, each importing torch and accelerate (about 20 s)
 
@@ -31,12 +31,6 @@ CASES = {
     "ebm": ("ebm-ring8", ["model.hidden=16", "model.langevin_steps=2", "model.buffer_size=64"],
             DataShape((2,), (-1.5, 1.5), False)),
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, case: str, static: bool | None, port: int, out: str) -> None:
@@ -69,7 +63,7 @@ def _worker(rank: int, case: str, static: bool | None, port: int, out: str) -> N
 
 def _run(case: str, static: bool | None, tmp_path) -> list[dict[str, torch.Tensor]]:
     out = str(tmp_path / f"{case}-{static}")
-    mp.spawn(_worker, args=(case, static, _free_port(), out), nprocs=2, join=True)
+    mp.spawn(_worker, args=(case, static, free_port(), out), nprocs=2, join=True)
     return [torch.load(f"{out}.{r}") for r in range(2)]
 
 

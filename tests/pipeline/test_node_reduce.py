@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 import time
 
 import pytest
@@ -14,15 +13,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from tests.ports import free_port
+
 pytestmark = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
                                 reason="the shared-memory path is for x86-64; elsewhere gloo is used (tested by "
                                        "the engine's 1-vs-2-worker test)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _group(rank: int, world: int, port: int) -> None:
@@ -53,7 +48,7 @@ def test_sums_exactly_and_every_worker_gets_the_same_bits():
     world = 3
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_sums, args=(world, _free_port(), out), nprocs=world)
+        mp.spawn(_sums, args=(world, free_port(), out), nprocs=world)
         results = dict(out)
     for call in range(7):
         assert all(results[r][call][0] for r in range(world)), call
@@ -79,7 +74,7 @@ def _dies(rank: int, port: int, out: dict) -> None:
 def test_a_dead_peer_raises_within_seconds():
     with mp.Manager() as manager:
         out = manager.dict()
-        ctx = mp.start_processes(_dies, args=(_free_port(), out), nprocs=2, join=False)
+        ctx = mp.start_processes(_dies, args=(free_port(), out), nprocs=2, join=False)
         for p in ctx.processes:
             p.join(60)
         message, waited = out[0]
